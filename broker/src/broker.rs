@@ -1,0 +1,287 @@
+//! The broker's shared state: session table, topic tree, retained store and password file,
+//! and the operations that cross connections (publish, attach and end a session).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lpiotia_auth::{AuthError, PasswordFile};
+use mqtt_protocol_core::mqtt::packet::Qos;
+use parking_lot::{Mutex, RwLock};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::message::{min_qos, Delivery, Message};
+use crate::retain::{RetainOutcome, RetainStore};
+use crate::router::{Router, SubscriptionOptions};
+use crate::session::{EnqueueOutcome, QueueLimits, QueueMemory, Session, SessionExpiry};
+use crate::stats::Stats;
+use crate::topic::SubscriptionFilter;
+
+/// How long a new connection waits for the previous owner of its session to let go.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Engine settings, filled from the configuration by the caller.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// A client must send CONNECT within this time after the connection opens.
+    pub connect_timeout: Duration,
+    /// Outgoing QoS 1/2 messages not yet acknowledged, per session.
+    pub max_inflight: u16,
+    /// Queue limit of a persistent session, in messages.
+    pub max_queued_messages: usize,
+    /// Queue limit of a clean (non-persistent) session, in messages.
+    pub max_queued_messages_clean: usize,
+    /// Queue limit of any session, in bytes.
+    pub max_queued_bytes: usize,
+    /// Above this many bytes held in all queues, publishers are not read.
+    pub global_queue_memory: usize,
+    /// Largest packet accepted from a client; announced to v5 clients in CONNACK.
+    pub max_packet_size: u32,
+    /// Largest keep alive granted; a v5 client asking for more gets Server Keep Alive.
+    pub max_keepalive: u16,
+    /// Largest number of levels in a topic name or filter; 0 means no limit.
+    pub max_topic_levels: usize,
+    /// Longest client id accepted, in bytes; 0 means no limit.
+    pub max_client_id_len: usize,
+    /// Memory the retained store may use.
+    pub max_retained_memory: usize,
+    /// The password file shared by all listeners, re-read by [`Broker::reload_passwords`].
+    pub password_file: PathBuf,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            connect_timeout: Duration::from_secs(10),
+            max_inflight: 20,
+            max_queued_messages: 100_000,
+            max_queued_messages_clean: 1_000,
+            max_queued_bytes: 16 << 20,
+            global_queue_memory: 256 << 20,
+            max_packet_size: 256 << 20,
+            max_keepalive: u16::MAX,
+            max_topic_levels: 128,
+            max_client_id_len: 0,
+            max_retained_memory: 512 << 20,
+            password_file: PathBuf::from("data/passwd"),
+        }
+    }
+}
+
+/// Result of attaching a connection to a session.
+#[derive(Debug)]
+pub struct Attached {
+    pub session: Arc<Session>,
+    /// Whether an existing session was resumed (CONNACK Session Present).
+    pub session_present: bool,
+    pub generation: u64,
+    /// Held while the connection owns the session.
+    pub guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// Shared state of one broker instance.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    pub router: RwLock<Router>,
+    pub retained: RwLock<RetainStore>,
+    passwords: RwLock<Arc<PasswordFile>>,
+    pub memory: Arc<QueueMemory>,
+    next_session_id: AtomicU64,
+    /// Cancelled when the broker stops; every listener and connection watches it.
+    pub shutdown: CancellationToken,
+    pub stats: Stats,
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig, passwords: PasswordFile) -> Arc<Self> {
+        Arc::new(Broker {
+            memory: Arc::new(QueueMemory::new(config.global_queue_memory)),
+            retained: RwLock::new(RetainStore::new(config.max_retained_memory)),
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            router: RwLock::new(Router::default()),
+            passwords: RwLock::new(Arc::new(passwords)),
+            next_session_id: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Re-reads the password file; on error the users loaded before stay in force.
+    pub fn reload_passwords(&self) -> Result<usize, AuthError> {
+        let report = PasswordFile::load(&self.config.password_file)?;
+        for warning in &report.warnings {
+            warn!(file = %self.config.password_file.display(), "password file: {warning}, line ignored");
+        }
+        let users = report.file.len();
+        *self.passwords.write() = Arc::new(report.file);
+        info!(file = %self.config.password_file.display(), users, "password file reloaded");
+        Ok(users)
+    }
+
+    /// Checks a username and password against the password file.
+    pub async fn verify_password(&self, username: &str, password: &[u8]) -> bool {
+        let passwords = Arc::clone(&self.passwords.read());
+        let username = username.to_owned();
+        let password = password.to_vec();
+        // Password hashing (argon2id, PBKDF2) takes milliseconds: keep it off the I/O threads.
+        tokio::task::spawn_blocking(move || passwords.verify(&username, &password))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Returns the number of sessions, online and offline.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Routes a message to every matching subscriber and, if RETAIN is set, stores it.
+    /// Returns the number of sessions it was queued for.
+    pub fn publish(&self, message: Message) -> usize {
+        let message = Arc::new(message);
+        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        if message.retain {
+            if self.retained.write().store(Arc::clone(&message)) == RetainOutcome::OverLimit {
+                self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let targets = self.router.read().targets(&message.topic);
+        let mut queued = 0;
+        for target in targets {
+            if target.no_local && target.session.id == message.origin {
+                continue;
+            }
+            let delivery = Delivery {
+                qos: min_qos(message.qos, target.qos),
+                retain: message.retain && target.retain_as_published,
+                subscription_ids: target.subscription_ids,
+                message: Arc::clone(&message),
+            };
+            match target.session.enqueue(delivery) {
+                EnqueueOutcome::Queued => queued += 1,
+                EnqueueOutcome::Dropped => {
+                    self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                EnqueueOutcome::Skipped => {}
+            }
+        }
+        queued
+    }
+
+    /// Queues the retained messages matching a new subscription for one session.
+    pub fn send_retained(&self, session: &Session, filter: &str, options: &SubscriptionOptions) {
+        let messages = self.retained.read().matching(filter, Instant::now());
+        for message in messages {
+            let delivery = Delivery {
+                qos: min_qos(message.qos, options.qos),
+                retain: true,
+                subscription_ids: options.identifier.into_iter().collect(),
+                message,
+            };
+            if delivery.qos == Qos::AtMostOnce || session.is_online() {
+                session.enqueue(delivery);
+            }
+        }
+    }
+
+    /// Finds or creates the session of `client_id` and makes the calling connection its
+    /// owner, taking it over from an older connection if there is one.
+    pub async fn attach_session(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        expiry: SessionExpiry,
+        limits: QueueLimits,
+        owner: CancellationToken,
+    ) -> Result<Attached, AttachError> {
+        // The previous owner may end the session while we wait for it (clean session), in
+        // which case the table holds a new session or none: look again.
+        for _ in 0..3 {
+            let (session, existed) = self.find_or_create_session(client_id, limits);
+            session.kick_owner();
+            let guard = tokio::time::timeout(TAKEOVER_TIMEOUT, Arc::clone(&session.attach).lock_owned())
+                .await
+                .map_err(|_| AttachError::TakeoverTimedOut)?;
+            if session.lock().ended {
+                continue;
+            }
+            let mut session_present = existed;
+            if clean_start && existed {
+                self.reset_session(&session);
+                session_present = false;
+            }
+            session.lock().expiry = expiry;
+            let generation = session.set_owner(owner, limits);
+            return Ok(Attached { session, session_present, generation, guard });
+        }
+        Err(AttachError::TakeoverTimedOut)
+    }
+
+    fn find_or_create_session(&self, client_id: &str, limits: QueueLimits) -> (Arc<Session>, bool) {
+        let mut sessions = self.sessions.lock();
+        if let Some(session) = sessions.get(client_id) {
+            return (Arc::clone(session), true);
+        }
+        let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let client_id: Arc<str> = Arc::from(client_id);
+        let session = Arc::new(Session::new(id, Arc::clone(&client_id), limits, Arc::clone(&self.memory)));
+        sessions.insert(client_id, Arc::clone(&session));
+        (session, false)
+    }
+
+    /// Drops a session's subscriptions and messages but keeps the session (clean start).
+    fn reset_session(&self, session: &Arc<Session>) {
+        let filters: Vec<SubscriptionFilter> = {
+            let mut state = session.lock();
+            session.clear_messages(&mut state);
+            state.subscriptions.drain().map(|(_, (filter, _))| filter).collect()
+        };
+        let mut router = self.router.write();
+        for filter in &filters {
+            router.unsubscribe(session.id, filter);
+        }
+    }
+
+    /// Ends a session: removes it from the table and the topic tree and frees its queue.
+    pub fn end_session(&self, session: &Arc<Session>) {
+        {
+            let mut sessions = self.sessions.lock();
+            if sessions.get(&session.client_id).is_some_and(|current| Arc::ptr_eq(current, session)) {
+                sessions.remove(&session.client_id);
+            }
+        }
+        session.lock().ended = true;
+        self.reset_session(session);
+    }
+
+    /// Ends the session after `delay` unless a connection has attached to it since.
+    pub fn schedule_expiry(self: &Arc<Self>, session: Arc<Session>, generation: u64, delay: Duration) {
+        let broker = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = broker.shutdown.cancelled() => return,
+            }
+            let still_offline = {
+                let state = session.lock();
+                state.generation == generation && !session.is_online() && !state.ended
+            };
+            if still_offline {
+                info!(client_id = %session.client_id, "session expired");
+                broker.end_session(&session);
+            }
+        });
+    }
+}
+
+/// Why a connection could not be attached to its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    #[error("the previous connection of this client id did not close within 5 s")]
+    TakeoverTimedOut,
+}

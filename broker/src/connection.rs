@@ -1,0 +1,572 @@
+//! One task per client: CONNECT and authentication, then the read/write loop under keep
+//! alive until the connection ends, then the will and the session's fate.
+//!
+//! The codec and per-connection protocol state come from `mqtt-protocol-core`; this module
+//! feeds it the bytes read, carries out the events it returns (send a packet, reset the
+//! keep-alive timer, close) and acts on each received packet.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mqtt_protocol_core::mqtt::common::Cursor;
+use mqtt_protocol_core::mqtt::connection::{ConnectionOptions, Event, TimerKind};
+use mqtt_protocol_core::mqtt::packet::{
+    AssignedClientIdentifier, GenericPacketTrait, Packet, Qos, ServerKeepAlive, TopicAliasMaximum,
+};
+use mqtt_protocol_core::mqtt::result_code::{DisconnectReasonCode, MqttError};
+use mqtt_protocol_core::mqtt::role::Server;
+use mqtt_protocol_core::mqtt::{Connection, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::broker::{Attached, Broker};
+use crate::handshake::{read_first_packet, ConnectRequest, ProtocolVersion};
+use crate::outbound::Outbound;
+use crate::packets::{self, ConnectOutcome};
+use crate::session::{QueueLimits, Session, SessionExpiry};
+use crate::will::{publish_will, Will};
+
+mod inbound;
+
+/// Topic aliases a v5 client may use towards the broker (as Mosquitto's default).
+const TOPIC_ALIAS_MAXIMUM: u16 = 10;
+
+/// While queues are over the global memory limit, a publisher waits this long at most
+/// between two reads.
+const PUBLISHER_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a listener tells each of its connections.
+#[derive(Debug)]
+pub struct ListenerInfo {
+    pub name: String,
+    pub allow_anonymous: bool,
+}
+
+/// Why the connection ended, for the log and for the will.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CloseReason {
+    /// DISCONNECT received; `with_will` for v5 reason 0x04.
+    ClientDisconnect { with_will: bool },
+    SocketClosed,
+    KeepAliveTimeout,
+    TakenOver,
+    ServerShutdown,
+    ProtocolError(String),
+}
+
+impl CloseReason {
+    fn describe(&self) -> String {
+        match self {
+            CloseReason::ClientDisconnect { .. } => "client sent DISCONNECT".into(),
+            CloseReason::SocketClosed => "connection closed by client".into(),
+            CloseReason::KeepAliveTimeout => "keep alive timed out".into(),
+            CloseReason::TakenOver => "session taken over by a new connection".into(),
+            CloseReason::ServerShutdown => "server shutting down".into(),
+            CloseReason::ProtocolError(error) => format!("protocol error: {error}"),
+        }
+    }
+
+    fn publishes_will(&self) -> bool {
+        !matches!(self, CloseReason::ClientDisconnect { with_will: false } | CloseReason::ServerShutdown)
+    }
+}
+
+/// Serves one client connection from its first byte to its close.
+pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, listener: Arc<ListenerInfo>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
+    let outbound = Outbound::start(writer);
+    let max_packet_size = broker.config.max_packet_size as usize;
+    let first = match read_first_packet(&mut reader, broker.config.connect_timeout, max_packet_size).await {
+        Ok(first) => first,
+        Err(error) => {
+            warn!(listener = %listener.name, peer = %peer, "connection refused before CONNECT: {error}");
+            broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            outbound.close().await;
+            return;
+        }
+    };
+    let options = ConnectionOptions::new().maximum_packet_size_recv(broker.config.max_packet_size);
+    let mut client = Client {
+        broker,
+        codec: Connection::<Server>::with_options(Version::Undetermined, options),
+        outbound,
+        peer,
+        listener,
+        version: ProtocolVersion::V3_1_1,
+        client_id: Arc::from(""),
+        keepalive_deadline: None,
+        received: VecDeque::new(),
+        close: None,
+        session: None,
+        generation: 0,
+        inflight_limit: 0,
+        will: None,
+        is_publisher: false,
+    };
+    client.codec.set_auto_ping_response(true);
+    client.codec.set_auto_pub_response(false);
+    client.run(reader, first.connect, first.rest, first.is_mqtt31).await;
+}
+
+/// State of one connection.
+struct Client {
+    broker: Arc<Broker>,
+    /// Codec and protocol state machine of this connection.
+    codec: Connection<Server>,
+    outbound: Outbound,
+    peer: SocketAddr,
+    listener: Arc<ListenerInfo>,
+    version: ProtocolVersion,
+    client_id: Arc<str>,
+    /// When the client is overdue (1.5 x keep alive after its last packet), if keep alive is on.
+    keepalive_deadline: Option<tokio::time::Instant>,
+    /// Packets decoded and waiting to be acted on.
+    received: VecDeque<Packet>,
+    /// Set once the connection must end.
+    close: Option<CloseReason>,
+    session: Option<Arc<Session>>,
+    generation: u64,
+    /// Outgoing QoS 1/2 messages allowed in flight: min(configured, client's Receive Maximum).
+    inflight_limit: usize,
+    will: Option<Will>,
+    /// Set once the client has sent a PUBLISH; only publishers pause under memory pressure.
+    is_publisher: bool,
+}
+
+impl Client {
+    async fn run<R>(mut self, mut reader: R, connect: Vec<u8>, rest: Vec<u8>, is_mqtt31: bool)
+    where
+        R: AsyncRead + Unpin,
+    {
+        let Some(request) = self.decode_connect(&connect, is_mqtt31) else {
+            self.outbound.close().await;
+            return;
+        };
+        let owner = CancellationToken::new();
+        let Some(attached) = self.accept(request, owner.clone()).await else {
+            self.outbound.close().await;
+            return;
+        };
+        let guard = attached.guard;
+        self.resend_inflight();
+        self.feed(&rest);
+        self.process_received();
+        self.event_loop(&mut reader, &owner).await;
+        self.finish(guard).await;
+    }
+
+    /// Feeds CONNECT to the codec and returns its fields, or None after a refusal.
+    fn decode_connect(&mut self, connect: &[u8], is_mqtt31: bool) -> Option<ConnectRequest> {
+        let events = self.codec.recv(&mut Cursor::new(connect));
+        let mut error = None;
+        self.apply(events, &mut error);
+        let request = match self.received.pop_front() {
+            Some(Packet::V3_1_1Connect(packet)) => ConnectRequest::from_v3(&packet, is_mqtt31),
+            Some(Packet::V5_0Connect(packet)) => ConnectRequest::from_v5(&packet),
+            _ => {
+                let reason = error.map_or_else(|| "invalid CONNECT".to_owned(), |e| format!("invalid CONNECT: {e:?}"));
+                self.refused_log(None, None, &reason);
+                return None;
+            }
+        };
+        self.version = request.version;
+        Some(request)
+    }
+
+    /// Authenticates, attaches the session and sends CONNACK; returns None after a refusal.
+    async fn accept(&mut self, mut request: ConnectRequest, owner: CancellationToken) -> Option<Attached> {
+        let outcome = self.check_credentials(&request).await;
+        if outcome != ConnectOutcome::Accepted {
+            let reason = match outcome {
+                ConnectOutcome::BadCredentials => "bad username or password",
+                _ => "no username given and the listener does not allow anonymous clients",
+            };
+            self.refuse(&request, outcome, reason);
+            return None;
+        }
+        let assigned = request.client_id.is_empty();
+        if assigned {
+            if request.version == ProtocolVersion::V3_1 || (request.version == ProtocolVersion::V3_1_1 && !request.clean_start) {
+                self.refuse(&request, ConnectOutcome::ClientIdRejected, "empty client id needs clean session");
+                return None;
+            }
+            request.client_id = format!("auto-{:016x}", rand::random::<u64>());
+        }
+        let max_id = self.broker.config.max_client_id_len;
+        if max_id > 0 && request.client_id.len() > max_id {
+            self.refuse(&request, ConnectOutcome::ClientIdRejected, "client id longer than limits.max_client_id_len");
+            return None;
+        }
+        self.client_id = Arc::from(request.client_id.as_str());
+
+        let expiry = match request.version {
+            ProtocolVersion::V5 => SessionExpiry::from_interval(request.session_expiry),
+            _ if request.clean_start => SessionExpiry::OnDisconnect,
+            _ => SessionExpiry::Never,
+        };
+        let broker = Arc::clone(&self.broker);
+        let config = &broker.config;
+        let limits = QueueLimits {
+            max_messages: if expiry == SessionExpiry::OnDisconnect {
+                config.max_queued_messages_clean
+            } else {
+                config.max_queued_messages
+            },
+            max_bytes: config.max_queued_bytes,
+        };
+        let attached = match self
+            .broker
+            .attach_session(&request.client_id, request.clean_start, expiry, limits, owner)
+            .await
+        {
+            Ok(attached) => attached,
+            Err(error) => {
+                self.refuse(&request, ConnectOutcome::ServerUnavailable, &error.to_string());
+                return None;
+            }
+        };
+        self.inflight_limit = usize::from(config.max_inflight.min(request.receive_maximum)).max(1);
+        self.session = Some(Arc::clone(&attached.session));
+        self.generation = attached.generation;
+        self.will = request.will.take();
+        self.restore_incoming_qos2(&attached.session);
+
+        let mut props = Vec::new();
+        if request.version == ProtocolVersion::V5 {
+            if assigned {
+                props.push(AssignedClientIdentifier::new(request.client_id.as_str()).ok()?.into());
+            }
+            props.push(TopicAliasMaximum::new(TOPIC_ALIAS_MAXIMUM).ok()?.into());
+            if request.keep_alive > config.max_keepalive || (request.keep_alive == 0 && config.max_keepalive < u16::MAX) {
+                props.push(ServerKeepAlive::new(config.max_keepalive).ok()?.into());
+            }
+        }
+        let connack = packets::connack(request.version, ConnectOutcome::Accepted, attached.session_present, props);
+        self.send_packet(connack);
+
+        self.broker.stats.clients_connected.fetch_add(1, Ordering::Relaxed);
+        self.broker.stats.clients_total.fetch_add(1, Ordering::Relaxed);
+        info!(
+            listener = %self.listener.name,
+            peer = %self.peer,
+            client_id = %self.client_id,
+            username = request.username.as_deref().unwrap_or(""),
+            protocol = request.version.as_str(),
+            clean_start = request.clean_start,
+            keep_alive = request.keep_alive,
+            session_present = attached.session_present,
+            "client connected"
+        );
+        Some(attached)
+    }
+
+    async fn check_credentials(&self, request: &ConnectRequest) -> ConnectOutcome {
+        match (&request.username, &request.password) {
+            (Some(username), Some(password)) => {
+                if self.broker.verify_password(username, password).await {
+                    ConnectOutcome::Accepted
+                } else {
+                    ConnectOutcome::BadCredentials
+                }
+            }
+            (Some(_), None) => ConnectOutcome::BadCredentials,
+            (None, _) if self.listener.allow_anonymous => ConnectOutcome::Accepted,
+            (None, _) => ConnectOutcome::NotAuthorized,
+        }
+    }
+
+    fn refuse(&mut self, request: &ConnectRequest, outcome: ConnectOutcome, reason: &str) {
+        self.broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+        self.refused_log(Some(&request.client_id), request.username.as_deref(), reason);
+        let connack = packets::connack(request.version, outcome, false, Vec::new());
+        self.send_packet(connack);
+    }
+
+    fn refused_log(&self, client_id: Option<&str>, username: Option<&str>, reason: &str) {
+        warn!(
+            listener = %self.listener.name,
+            peer = %self.peer,
+            client_id = client_id.unwrap_or(""),
+            username = username.unwrap_or(""),
+            "connection refused: {reason}"
+        );
+    }
+
+    /// Gives the codec the incoming QoS 2 packet ids a resumed session had not released, so
+    /// a re-sent PUBLISH is not delivered twice.
+    fn restore_incoming_qos2(&mut self, session: &Session) {
+        let pending = session.lock().incoming_qos2.clone();
+        if !pending.is_empty() {
+            self.codec.restore_qos2_publish_handled(pending.into_iter().collect());
+        }
+    }
+
+    /// Re-sends the messages a resumed session had in flight: PUBLISH with DUP, or PUBREL.
+    fn resend_inflight(&mut self) {
+        let Some(session) = self.session.clone() else { return };
+        let inflight: Vec<_> = session.lock().inflight.iter().map(|(id, out)| (*id, out.clone())).collect();
+        let now = Instant::now();
+        for (packet_id, outgoing) in inflight {
+            let _ = self.codec.register_packet_id(packet_id);
+            let packet = match outgoing.stage {
+                crate::session::OutgoingStage::AwaitingAck => {
+                    packets::publish(self.version, &outgoing.delivery, Some(packet_id), true, now)
+                }
+                crate::session::OutgoingStage::AwaitingPubcomp => packets::pubrel(self.version, packet_id),
+            };
+            self.send_packet(packet);
+        }
+    }
+
+    async fn event_loop<R>(&mut self, reader: &mut R, owner: &CancellationToken)
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let session = self.session.clone().expect("attached before the event loop");
+        let shutdown = self.broker.shutdown.clone();
+        let memory = Arc::clone(&self.broker.memory);
+        let drained = Arc::clone(&self.outbound.drained);
+        while self.close.is_none() {
+            self.fill_outbound(&session);
+            if self.close.is_some() {
+                break;
+            }
+            if self.outbound.is_closed() {
+                self.close = Some(CloseReason::SocketClosed);
+                break;
+            }
+            let pause_for_memory = self.is_publisher && memory.is_over_limit();
+            let can_read = self.outbound.has_room() && !pause_for_memory;
+            let keepalive = self.keepalive_deadline;
+            tokio::select! {
+                _ = owner.cancelled() => {
+                    self.send_disconnect(DisconnectReasonCode::SessionTakenOver);
+                    self.close = Some(CloseReason::TakenOver);
+                }
+                _ = shutdown.cancelled() => {
+                    self.send_disconnect(DisconnectReasonCode::ServerShuttingDown);
+                    self.close = Some(CloseReason::ServerShutdown);
+                }
+                read = reader.read_buf(&mut buf), if can_read => match read {
+                    Ok(0) | Err(_) => self.close = Some(CloseReason::SocketClosed),
+                    Ok(count) => {
+                        self.broker.stats.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
+                        self.feed(&buf);
+                        buf.clear();
+                        self.process_received();
+                    }
+                },
+                _ = session.wake.notified() => {}
+                _ = drained.notified(), if !self.outbound.has_room() => {}
+                _ = tokio::time::timeout(PUBLISHER_PAUSE, memory.released.notified()), if pause_for_memory => {
+                    // Read once even if memory is still over the limit: a publisher that also
+                    // subscribes must still get its acknowledgements through.
+                    self.read_once_paused(reader, &mut buf).await;
+                }
+                _ = sleep_until_opt(keepalive), if keepalive.is_some() => {
+                    self.keepalive_deadline = None;
+                    let events = self.codec.notify_timer_fired(TimerKind::PingreqRecv);
+                    let mut error = None;
+                    self.apply(events, &mut error);
+                    self.close = Some(CloseReason::KeepAliveTimeout);
+                }
+            }
+        }
+    }
+
+    async fn read_once_paused<R>(&mut self, reader: &mut R, buf: &mut Vec<u8>)
+    where
+        R: AsyncRead + Unpin,
+    {
+        let read = tokio::time::timeout(Duration::from_millis(10), reader.read_buf(buf)).await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => self.close = Some(CloseReason::SocketClosed),
+            Ok(Ok(count)) => {
+                self.broker.stats.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
+                self.feed(buf);
+                buf.clear();
+                self.process_received();
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Feeds received bytes to the codec; a decoding error ends the connection.
+    fn feed(&mut self, bytes: &[u8]) {
+        let mut cursor = Cursor::new(bytes);
+        while (cursor.position() as usize) < bytes.len() && self.close.is_none() {
+            let before = cursor.position();
+            let events = self.codec.recv(&mut cursor);
+            let mut error = None;
+            self.apply(events, &mut error);
+            if let Some(error) = error {
+                self.protocol_error(error);
+            }
+            if cursor.position() == before {
+                break;
+            }
+        }
+    }
+
+    fn protocol_error(&mut self, error: MqttError) {
+        warn!(
+            listener = %self.listener.name,
+            peer = %self.peer,
+            client_id = %self.client_id,
+            "closing connection: protocol error {error:?}"
+        );
+        if self.close.is_none() {
+            self.close = Some(CloseReason::ProtocolError(format!("{error:?}")));
+        }
+    }
+
+    /// Carries out codec events; the first error is stored in `error`.
+    fn apply(&mut self, events: Vec<Event>, error: &mut Option<MqttError>) {
+        for event in events {
+            match event {
+                Event::RequestSendPacket { packet, .. } => {
+                    let bytes = packet.to_continuous_buffer();
+                    self.broker.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    self.outbound.send(bytes);
+                }
+                Event::NotifyPacketReceived(packet) => self.received.push_back(packet),
+                Event::RequestTimerReset { kind: TimerKind::PingreqRecv, duration_ms } => {
+                    self.keepalive_deadline =
+                        Some(tokio::time::Instant::now() + Duration::from_millis(duration_ms));
+                }
+                Event::RequestTimerCancel(TimerKind::PingreqRecv) => self.keepalive_deadline = None,
+                Event::RequestTimerReset { .. } | Event::RequestTimerCancel(_) => {}
+                Event::NotifyPacketIdReleased(_) => {}
+                Event::NotifyError(e) => {
+                    error.get_or_insert(e);
+                }
+                Event::RequestClose => {
+                    if self.close.is_none() {
+                        self.close = Some(CloseReason::ProtocolError("closed by protocol state".into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a packet through the codec; returns the codec's error, if any.
+    fn send_packet(&mut self, packet: Result<Packet, MqttError>) -> Option<MqttError> {
+        let packet = match packet {
+            Ok(packet) => packet,
+            Err(error) => {
+                warn!(client_id = %self.client_id, "could not build packet: {error:?}");
+                return Some(error);
+            }
+        };
+        let events = self.codec.send(packet);
+        let mut error = None;
+        self.apply(events, &mut error);
+        error
+    }
+
+    fn send_disconnect(&mut self, reason: DisconnectReasonCode) {
+        if self.version == ProtocolVersion::V5 {
+            self.send_packet(packets::disconnect(reason));
+        }
+    }
+
+    /// Moves queued messages to the socket while the writer has room and, for QoS 1/2,
+    /// while fewer than the in-flight limit are unacknowledged.
+    fn fill_outbound(&mut self, session: &Arc<Session>) {
+        let now = Instant::now();
+        while self.outbound.has_room() {
+            let (delivery, packet_id) = {
+                let mut state = session.lock();
+                let Some(delivery) = session.pop(&mut state) else { return };
+                if delivery.message.is_expired(now) {
+                    continue;
+                }
+                if delivery.qos == Qos::AtMostOnce {
+                    (delivery, None)
+                } else if state.inflight.len() >= self.inflight_limit {
+                    session.requeue_front(&mut state, delivery);
+                    return;
+                } else {
+                    let Some(packet_id) = state.next_packet_id() else {
+                        session.requeue_front(&mut state, delivery);
+                        return;
+                    };
+                    state.inflight.insert(
+                        packet_id,
+                        crate::session::Outgoing {
+                            delivery: delivery.clone(),
+                            stage: crate::session::OutgoingStage::AwaitingAck,
+                        },
+                    );
+                    (delivery, Some(packet_id))
+                }
+            };
+            if let Some(packet_id) = packet_id {
+                let _ = self.codec.register_packet_id(packet_id);
+            }
+            let packet = packets::publish(self.version, &delivery, packet_id, false, now);
+            if let Some(error) = self.send_packet(packet) {
+                // Typically larger than the client's Maximum Packet Size: skip this message.
+                debug!(client_id = %self.client_id, topic = %delivery.message.topic, "message not sent: {error:?}");
+                if let Some(packet_id) = packet_id {
+                    session.lock().inflight.remove(&packet_id);
+                    let _ = self.codec.release_packet_id(packet_id);
+                }
+                continue;
+            }
+            self.broker.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// After the loop: will, session kept or ended, log line.
+    async fn finish(mut self, guard: tokio::sync::OwnedMutexGuard<()>) {
+        let reason = self.close.clone().unwrap_or(CloseReason::SocketClosed);
+        let session = self.session.clone().expect("attached before finish");
+        let pending_qos2 = self.codec.get_qos2_publish_handled();
+        let expiry = {
+            let mut state = session.lock();
+            state.incoming_qos2 = pending_qos2.into_iter().collect();
+            state.expiry
+        };
+        session.release_owner(self.generation);
+        match expiry {
+            SessionExpiry::OnDisconnect => self.broker.end_session(&session),
+            SessionExpiry::After(delay) => {
+                self.broker.schedule_expiry(Arc::clone(&session), self.generation, delay)
+            }
+            SessionExpiry::Never => {}
+        }
+        if let Some(will) = self.will.take() {
+            if reason.publishes_will() {
+                publish_will(&self.broker, &session, self.generation, will, expiry);
+            }
+        }
+        self.broker.stats.clients_connected.fetch_sub(1, Ordering::Relaxed);
+        info!(
+            listener = %self.listener.name,
+            peer = %self.peer,
+            client_id = %self.client_id,
+            reason = %reason.describe(),
+            "client disconnected"
+        );
+        // The next owner of the session may go on; this socket only has bytes left to flush.
+        drop(guard);
+        self.outbound.close().await;
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+

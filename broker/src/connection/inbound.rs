@@ -1,0 +1,255 @@
+//! What a connection does with each packet the client sends after CONNECT.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mqtt_protocol_core::mqtt::packet::{Packet, Property, Qos, SubEntry};
+use mqtt_protocol_core::mqtt::result_code::DisconnectReasonCode;
+use tracing::{debug, warn};
+
+use super::{Client, CloseReason};
+use crate::message::Message;
+use crate::packets::{self, SubscribeOutcome};
+use crate::router::SubscriptionOptions;
+use crate::session::{OutgoingStage, SessionExpiry};
+use crate::topic::{validate_topic_name, SubscriptionFilter};
+
+/// One SUBSCRIBE entry in version-neutral form.
+struct SubscribeEntry {
+    filter: String,
+    qos: Qos,
+    no_local: bool,
+    retain_as_published: bool,
+    retain_handling: u8,
+}
+
+impl SubscribeEntry {
+    fn from_codec(entry: &SubEntry) -> Self {
+        let opts = entry.sub_opts();
+        SubscribeEntry {
+            filter: entry.topic_filter().to_owned(),
+            qos: opts.qos(),
+            no_local: opts.nl(),
+            retain_as_published: opts.rap(),
+            retain_handling: opts.rh() as u8,
+        }
+    }
+}
+
+impl Client {
+    /// Acts on every decoded packet, in arrival order.
+    pub(super) fn process_received(&mut self) {
+        while let Some(packet) = self.received.pop_front() {
+            if self.close.is_some() {
+                self.received.clear();
+                return;
+            }
+            self.handle_packet(packet);
+        }
+    }
+
+    fn handle_packet(&mut self, packet: Packet) {
+        match packet {
+            Packet::V3_1_1Publish(p) => {
+                let message = self.message_from(p.topic_name(), p.payload().clone(), p.qos(), p.retain(), &[]);
+                self.on_publish(message, p.packet_id());
+            }
+            Packet::V5_0Publish(p) => {
+                let message = self.message_from(p.topic_name(), p.payload().clone(), p.qos(), p.retain(), p.props());
+                self.on_publish(message, p.packet_id());
+            }
+            Packet::V3_1_1Pubrel(p) => self.on_pubrel(p.packet_id()),
+            Packet::V5_0Pubrel(p) => self.on_pubrel(p.packet_id()),
+            Packet::V3_1_1Puback(p) => self.on_acknowledged(p.packet_id()),
+            Packet::V5_0Puback(p) => self.on_acknowledged(p.packet_id()),
+            Packet::V3_1_1Pubcomp(p) => self.on_acknowledged(p.packet_id()),
+            Packet::V5_0Pubcomp(p) => self.on_acknowledged(p.packet_id()),
+            Packet::V3_1_1Pubrec(p) => self.on_pubrec(p.packet_id(), true),
+            Packet::V5_0Pubrec(p) => {
+                let accepted = p.reason_code().is_none_or(|code| (code as u8) < 0x80);
+                self.on_pubrec(p.packet_id(), accepted);
+            }
+            Packet::V3_1_1Subscribe(p) => {
+                let entries = p.entries().iter().map(SubscribeEntry::from_codec).collect();
+                self.on_subscribe(p.packet_id(), entries, None);
+            }
+            Packet::V5_0Subscribe(p) => {
+                let identifier = p.props().iter().find_map(|prop| match prop {
+                    Property::SubscriptionIdentifier(id) => Some(id.val()),
+                    _ => None,
+                });
+                let entries = p.entries().iter().map(SubscribeEntry::from_codec).collect();
+                self.on_subscribe(p.packet_id(), entries, identifier);
+            }
+            Packet::V3_1_1Unsubscribe(p) => {
+                let filters = p.entries().iter().map(|f| f.as_str().to_owned()).collect();
+                self.on_unsubscribe(p.packet_id(), filters);
+            }
+            Packet::V5_0Unsubscribe(p) => {
+                let filters = p.entries().iter().map(|f| f.as_str().to_owned()).collect();
+                self.on_unsubscribe(p.packet_id(), filters);
+            }
+            Packet::V3_1_1Disconnect(_) => {
+                self.close = Some(CloseReason::ClientDisconnect { with_will: false });
+            }
+            Packet::V5_0Disconnect(p) => self.on_v5_disconnect(&p),
+            Packet::V3_1_1Pingreq(_) | Packet::V5_0Pingreq(_) => {}
+            other => {
+                debug!(client_id = %self.client_id, "ignoring unexpected packet {other:?}");
+            }
+        }
+    }
+
+    fn message_from(
+        &self,
+        topic: &str,
+        payload: mqtt_protocol_core::mqtt::ArcPayload,
+        qos: Qos,
+        retain: bool,
+        props: &[Property],
+    ) -> Result<Message, String> {
+        validate_topic_name(topic, self.broker.config.max_topic_levels).map_err(|e| format!("PUBLISH topic {topic:?}: {e}"))?;
+        let (properties, expires_at) = Message::forwarded_properties(props, Instant::now());
+        Ok(Message {
+            topic: Arc::from(topic),
+            payload,
+            qos,
+            retain,
+            properties,
+            expires_at,
+            origin: self.session.as_ref().map_or(0, |s| s.id),
+        })
+    }
+
+    fn on_publish(&mut self, message: Result<Message, String>, packet_id: Option<u16>) {
+        self.is_publisher = true;
+        let message = match message {
+            Ok(message) => message,
+            Err(reason) => {
+                warn!(peer = %self.peer, client_id = %self.client_id, "closing connection: invalid {reason}");
+                self.send_disconnect(DisconnectReasonCode::TopicNameInvalid);
+                self.close = Some(CloseReason::ProtocolError(reason));
+                return;
+            }
+        };
+        let qos = message.qos;
+        let matched = self.broker.publish(message) > 0;
+        let Some(packet_id) = packet_id else { return };
+        match qos {
+            Qos::AtLeastOnce => {
+                self.send_packet(packets::puback(self.version, packet_id, matched));
+            }
+            Qos::ExactlyOnce => {
+                self.send_packet(packets::pubrec(self.version, packet_id, matched));
+            }
+            Qos::AtMostOnce => {}
+        }
+    }
+
+    fn on_pubrel(&mut self, packet_id: u16) {
+        self.send_packet(packets::pubcomp(self.version, packet_id));
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the message has left our hands.
+    fn on_acknowledged(&mut self, packet_id: u16) {
+        if let Some(session) = &self.session {
+            session.lock().inflight.remove(&packet_id);
+        }
+    }
+
+    fn on_pubrec(&mut self, packet_id: u16, accepted: bool) {
+        let Some(session) = self.session.clone() else { return };
+        if !accepted {
+            session.lock().inflight.remove(&packet_id);
+            return;
+        }
+        if let Some(outgoing) = session.lock().inflight.get_mut(&packet_id) {
+            outgoing.stage = OutgoingStage::AwaitingPubcomp;
+        }
+        self.send_packet(packets::pubrel(self.version, packet_id));
+    }
+
+    fn on_subscribe(&mut self, packet_id: u16, entries: Vec<SubscribeEntry>, identifier: Option<u32>) {
+        let Some(session) = self.session.clone() else { return };
+        let max_levels = self.broker.config.max_topic_levels;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut retained_to_send = Vec::new();
+        for entry in entries {
+            let filter = match SubscriptionFilter::parse(&entry.filter, max_levels) {
+                Ok(filter) => filter,
+                Err(error) => {
+                    warn!(client_id = %self.client_id, filter = %entry.filter, "subscription refused: {error}");
+                    outcomes.push(SubscribeOutcome::TopicFilterInvalid);
+                    continue;
+                }
+            };
+            if filter.share_group.is_some() && entry.no_local {
+                outcomes.push(SubscribeOutcome::ProtocolError);
+                continue;
+            }
+            let options = SubscriptionOptions {
+                qos: entry.qos,
+                no_local: entry.no_local,
+                retain_as_published: entry.retain_as_published,
+                retain_handling: entry.retain_handling,
+                identifier,
+            };
+            let existed = self.broker.router.write().subscribe(&session, &filter, options);
+            session.lock().subscriptions.insert(filter.to_string(), (filter.clone(), options));
+            debug!(client_id = %self.client_id, filter = %filter, qos = entry.qos as u8, "subscribed");
+            outcomes.push(SubscribeOutcome::Granted(entry.qos));
+            let send_retained = filter.share_group.is_none()
+                && match options.retain_handling {
+                    0 => true,
+                    1 => !existed,
+                    _ => false,
+                };
+            if send_retained {
+                retained_to_send.push((filter.filter, options));
+            }
+        }
+        self.send_packet(packets::suback(self.version, packet_id, &outcomes));
+        // Retained messages go into the queue after SUBACK, so they reach the client after it.
+        for (filter, options) in retained_to_send {
+            self.broker.send_retained(&session, &filter, &options);
+        }
+    }
+
+    fn on_unsubscribe(&mut self, packet_id: u16, filters: Vec<String>) {
+        let Some(session) = self.session.clone() else { return };
+        let max_levels = self.broker.config.max_topic_levels;
+        let mut existed = Vec::with_capacity(filters.len());
+        for raw in filters {
+            let Ok(filter) = SubscriptionFilter::parse(&raw, max_levels) else {
+                existed.push(None);
+                continue;
+            };
+            let removed = self.broker.router.write().unsubscribe(session.id, &filter);
+            session.lock().subscriptions.remove(&filter.to_string());
+            existed.push(Some(removed));
+        }
+        self.send_packet(packets::unsuback(self.version, packet_id, &existed));
+    }
+
+    fn on_v5_disconnect(&mut self, packet: &mqtt_protocol_core::mqtt::packet::v5_0::Disconnect) {
+        let with_will = packet.reason_code().is_some_and(|code| code as u8 == 0x04);
+        let new_expiry = packet.props.as_ref().and_then(|props| {
+            props.iter().find_map(|prop| match prop {
+                Property::SessionExpiryInterval(v) => Some(v.val()),
+                _ => None,
+            })
+        });
+        if let (Some(interval), Some(session)) = (new_expiry, &self.session) {
+            let mut state = session.lock();
+            if state.expiry == SessionExpiry::OnDisconnect && interval != 0 {
+                // MQTT-3.14.2-2: a session that was to end at disconnect cannot be extended here.
+                drop(state);
+                self.send_disconnect(DisconnectReasonCode::ProtocolError);
+                self.close = Some(CloseReason::ProtocolError("DISCONNECT sets a session expiry after CONNECT set 0".into()));
+                return;
+            }
+            state.expiry = SessionExpiry::from_interval(interval);
+        }
+        self.close = Some(CloseReason::ClientDisconnect { with_will });
+    }
+}

@@ -1,0 +1,112 @@
+//! Listeners: one accept loop per configured address.
+//!
+//! The accept loop only accepts, checks the peer address against the listener's allow-list
+//! and connection limit, and spawns the connection task; handshakes and CONNECT are read in
+//! that task, so a slow client never delays another.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{error, info, warn};
+
+use crate::broker::Broker;
+use crate::connection::{self, ListenerInfo};
+
+/// Settings of one plain-TCP listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    /// Peer addresses allowed to connect; a connection from elsewhere is closed at once.
+    pub allow: Vec<IpNet>,
+    pub allow_anonymous: bool,
+    /// Open connections allowed at once; 0 means no limit.
+    pub max_connections: usize,
+}
+
+impl ListenerConfig {
+    /// Returns whether `ip` is in the allow-list; IPv4-mapped IPv6 addresses count as IPv4.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// A bound listener, ready to accept.
+pub struct Listener {
+    config: ListenerConfig,
+    socket: TcpListener,
+}
+
+impl Listener {
+    /// Binds the listener's address and logs the address it got (port 0 picks a free port).
+    pub async fn bind(config: ListenerConfig) -> std::io::Result<Self> {
+        let socket = TcpListener::bind(config.bind).await.map_err(|error| {
+            std::io::Error::new(error.kind(), format!("cannot listen on {} for listener {}: {error}", config.bind, config.name))
+        })?;
+        let address = socket.local_addr()?;
+        info!(listener = %config.name, address = %address, "listener ready");
+        Ok(Listener { config, socket })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Accepts connections until the broker shuts down.
+    pub async fn run(self, broker: Arc<Broker>) {
+        let info = Arc::new(ListenerInfo {
+            name: self.config.name.clone(),
+            allow_anonymous: self.config.allow_anonymous,
+        });
+        let open = Arc::new(AtomicUsize::new(0));
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.socket.accept() => accepted,
+                _ = broker.shutdown.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE: back off briefly instead of spinning.
+                    error!(listener = %self.config.name, "accept failed: {error}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if !self.config.allows(peer.ip()) {
+                warn!(listener = %self.config.name, peer = %peer, "connection refused: address not in the listener's allow-list");
+                broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
+            let max = self.config.max_connections;
+            if max > 0 && open.load(Ordering::Relaxed) >= max {
+                warn!(listener = %self.config.name, peer = %peer, max_connections = max, "connection refused: listener is at max_connections");
+                broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
+            spawn_connection(&broker, stream, peer, &info, &open);
+        }
+        info!(listener = %self.config.name, "listener stopped");
+    }
+}
+
+fn spawn_connection(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr, info: &Arc<ListenerInfo>, open: &Arc<AtomicUsize>) {
+    let _ = stream.set_nodelay(true);
+    open.fetch_add(1, Ordering::Relaxed);
+    let broker = Arc::clone(broker);
+    let info = Arc::clone(info);
+    let open = Arc::clone(open);
+    tokio::spawn(async move {
+        connection::serve(broker, stream, peer, info).await;
+        open.fetch_sub(1, Ordering::Relaxed);
+    });
+}
