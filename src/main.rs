@@ -1,0 +1,59 @@
+//! `lpiotia-mqtt`: the MQTT broker and its administration commands.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod logging;
+mod passwd;
+mod serve;
+mod settings;
+
+/// MQTT 3.1, 3.1.1 and 5.0 broker with one password file for all listeners.
+#[derive(Debug, Parser)]
+#[command(name = "lpiotia-mqtt", version, about)]
+struct Cli {
+    /// Config file (TOML); default /etc/lpiotia-mqtt/config.toml if it exists.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Data directory holding the password file, certificates and store (overrides data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug or trace (overrides log_level; RUST_LOG wins over both).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (the default command).
+    Serve,
+    /// Add, update, delete or list users of the password file.
+    Passwd(passwd::PasswdArgs),
+    /// Print the effective configuration (secrets masked), or the errors in it.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Serve => serve::run(&cli),
+        Command::Passwd(args) => passwd::run(&cli, args),
+        Command::CheckConfig => settings::check_config(&cli),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

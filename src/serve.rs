@@ -1,0 +1,168 @@
+//! `serve`: runs the broker until SIGINT or SIGTERM; SIGHUP reloads the password file.
+
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use lpiotia_auth::PasswordFile;
+use lpiotia_broker::{Broker, BrokerConfig, Listener, ListenerConfig};
+use lpiotia_config::{ListenerKind, Settings};
+use rand::distributions::{Alphanumeric, DistString};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::{logging, settings, Cli};
+
+/// Environment variable that sets the first user's password when the password file is created.
+const ADMIN_PASSWORD_VARIABLE: &str = "LPIOTIA_MQTT_ADMIN_PASSWORD";
+const ADMIN_USER: &str = "admin";
+/// How long shutdown waits for connections to close after telling them to.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let settings = settings::load(cli)?;
+    let level = cli.log_level.clone().unwrap_or_else(|| settings.log_level.as_str().to_owned());
+    logging::init(&level);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(serve(settings));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listeners = listener_configs(&settings)?;
+    create_data_dir(&settings.data_dir)?;
+    let password_path = settings.password_file();
+    let passwords = open_password_file(&password_path)?;
+    let broker = Broker::new(broker_config(&settings), passwords);
+
+    let mut bound = Vec::new();
+    for config in listeners {
+        bound.push(Listener::bind(config).await?);
+    }
+    for listener in bound {
+        tokio::spawn(listener.run(Arc::clone(&broker)));
+    }
+    info!(version = env!("CARGO_PKG_VERSION"), data_dir = %settings.data_dir.display(), "broker started");
+
+    wait_for_stop(&broker).await?;
+    info!("shutting down: closing client connections");
+    broker.shutdown.cancel();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while broker.stats.clients_connected.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    info!("broker stopped");
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM, reloading the password file on each SIGHUP meanwhile.
+async fn wait_for_stop(broker: &Broker) -> anyhow::Result<()> {
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                info!("SIGHUP received: reloading the password file");
+                if let Err(error) = broker.reload_passwords() {
+                    error!("password file not reloaded, the previous users stay in force: {error}");
+                }
+            }
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+        }
+    }
+}
+
+fn listener_configs(settings: &Settings) -> anyhow::Result<Vec<ListenerConfig>> {
+    let mut configs = Vec::new();
+    for (name, listener) in settings.listeners.iter().filter(|(_, l)| l.enabled) {
+        if listener.kind != ListenerKind::Tcp {
+            bail!(
+                "listener {name}: kind \"{}\" is not served by this version; set listeners.{name}.enabled = false or kind = \"tcp\"",
+                listener.kind.as_str()
+            );
+        }
+        configs.push(ListenerConfig {
+            name: name.clone(),
+            bind: listener.bind,
+            allow: listener.allow.clone(),
+            allow_anonymous: listener.allow_anonymous,
+            max_connections: listener.max_connections,
+        });
+    }
+    Ok(configs)
+}
+
+fn broker_config(settings: &Settings) -> BrokerConfig {
+    let limits = &settings.limits;
+    BrokerConfig {
+        connect_timeout: Duration::from_secs(limits.connect_timeout_secs),
+        max_inflight: limits.max_inflight_messages,
+        max_queued_messages: limits.max_queued_messages,
+        max_queued_messages_clean: limits.max_queued_messages_clean,
+        max_queued_bytes: to_usize(limits.max_queued_bytes.0),
+        global_queue_memory: to_usize(limits.global_queue_memory.0),
+        max_packet_size: u32::try_from(limits.max_packet_size.0).unwrap_or(u32::MAX),
+        max_keepalive: limits.max_keepalive_secs,
+        max_topic_levels: limits.max_topic_levels,
+        max_client_id_len: limits.max_client_id_len,
+        max_retained_memory: to_usize(limits.max_retained_memory.0),
+        password_file: settings.password_file(),
+    }
+}
+
+fn to_usize(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
+
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}; pass --data-dir with a writable path", dir.display()))
+}
+
+/// Loads the password file, or creates it with the first user `admin` if it does not exist.
+fn open_password_file(path: &Path) -> anyhow::Result<PasswordFile> {
+    if path.exists() {
+        let report = PasswordFile::load(path)?;
+        for warning in &report.warnings {
+            warn!(file = %path.display(), "password file: {warning}, line ignored");
+        }
+        if report.file.is_empty() {
+            warn!(file = %path.display(), "password file has no valid user: every connection will be refused; add one with `lpiotia-mqtt passwd add NAME`");
+        }
+        info!(file = %path.display(), users = report.file.len(), "password file loaded");
+        return Ok(report.file);
+    }
+    let (password, generated) = match std::env::var(ADMIN_PASSWORD_VARIABLE) {
+        Ok(password) if !password.is_empty() => (password, false),
+        _ => (Alphanumeric.sample_string(&mut rand::thread_rng(), 20), true),
+    };
+    let mut file = PasswordFile::new();
+    file.set_password(ADMIN_USER, password.as_bytes())?;
+    file.save(path)?;
+    info!(file = %path.display(), user = ADMIN_USER, "password file created with the first user");
+    if generated {
+        print_first_password(path, &password)?;
+    }
+    Ok(file)
+}
+
+fn print_first_password(path: &Path, password: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Created the password file {} with the user \"{ADMIN_USER}\".", path.display())?;
+    writeln!(out, "Password of {ADMIN_USER} (shown only this once): {password}")?;
+    writeln!(out, "Try it: mosquitto_sub -h 127.0.0.1 -u {ADMIN_USER} -P '{password}' -t 'test/#' -v")?;
+    writeln!(out, "Add users with: lpiotia-mqtt passwd add NAME")?;
+    out.flush()?;
+    Ok(())
+}
