@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lpiotia_auth::PasswordFile;
+use lpiotia_broker::transport::TransportConfig;
 use lpiotia_broker::{Broker, BrokerConfig, Listener, ListenerConfig};
 use lpiotia_config::{ListenerKind, Settings};
 use rand::distributions::{Alphanumeric, DistString};
@@ -95,6 +96,9 @@ fn listener_configs(settings: &Settings) -> anyhow::Result<Vec<ListenerConfig>> 
             allow: listener.allow.clone(),
             allow_anonymous: listener.allow_anonymous,
             max_connections: listener.max_connections,
+            transport: TransportConfig::Tcp,
+            handshake_timeout: Duration::from_secs(listener.handshake_timeout_secs),
+            certificate_must_match_username: listener.certificate_must_match_username,
         });
     }
     Ok(configs)

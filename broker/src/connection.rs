@@ -44,6 +44,16 @@ const PUBLISHER_PAUSE: Duration = Duration::from_secs(1);
 pub struct ListenerInfo {
     pub name: String,
     pub allow_anonymous: bool,
+    /// Refuse a client whose certificate Common Name differs from its MQTT username.
+    pub certificate_must_match_username: bool,
+}
+
+/// Who is at the other end, as known before CONNECT.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    /// Common Name of the verified client certificate, on TLS listeners.
+    pub certificate_cn: Option<String>,
 }
 
 /// Why the connection ended, for the log and for the will.
@@ -52,6 +62,8 @@ enum CloseReason {
     /// DISCONNECT received; `with_will` for v5 reason 0x04.
     ClientDisconnect { with_will: bool },
     SocketClosed,
+    /// The transport failed, or sent what MQTT cannot carry (a WebSocket text frame).
+    ReadFailed(String),
     KeepAliveTimeout,
     TakenOver,
     ServerShutdown,
@@ -63,6 +75,7 @@ impl CloseReason {
         match self {
             CloseReason::ClientDisconnect { .. } => "client sent DISCONNECT".into(),
             CloseReason::SocketClosed => "connection closed by client".into(),
+            CloseReason::ReadFailed(error) => format!("read failed: {error}"),
             CloseReason::KeepAliveTimeout => "keep alive timed out".into(),
             CloseReason::TakenOver => "session taken over by a new connection".into(),
             CloseReason::ServerShutdown => "server shutting down".into(),
@@ -76,10 +89,11 @@ impl CloseReason {
 }
 
 /// Serves one client connection from its first byte to its close.
-pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, listener: Arc<ListenerInfo>)
+pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer_info: PeerInfo, listener: Arc<ListenerInfo>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = peer_info.addr;
     let (mut reader, writer) = tokio::io::split(stream);
     let outbound = Outbound::start(writer);
     let max_packet_size = broker.config.max_packet_size as usize;
@@ -98,6 +112,7 @@ where
         codec: Connection::<Server>::with_options(Version::Undetermined, options),
         outbound,
         peer,
+        certificate_cn: peer_info.certificate_cn,
         listener,
         version: ProtocolVersion::V3_1_1,
         client_id: Arc::from(""),
@@ -122,6 +137,7 @@ struct Client {
     codec: Connection<Server>,
     outbound: Outbound,
     peer: SocketAddr,
+    certificate_cn: Option<String>,
     listener: Arc<ListenerInfo>,
     version: ProtocolVersion,
     client_id: Arc<str>,
@@ -189,6 +205,15 @@ impl Client {
                 _ => "no username given and the listener does not allow anonymous clients",
             };
             self.refuse(&request, outcome, reason);
+            return None;
+        }
+        if self.listener.certificate_must_match_username && self.certificate_cn != request.username {
+            let reason = format!(
+                "certificate Common Name {:?} differs from username {:?} (certificate_must_match_username)",
+                self.certificate_cn.as_deref().unwrap_or(""),
+                request.username.as_deref().unwrap_or("")
+            );
+            self.refuse(&request, ConnectOutcome::NotAuthorized, &reason);
             return None;
         }
         let assigned = request.client_id.is_empty();
@@ -356,7 +381,8 @@ impl Client {
                     self.close = Some(CloseReason::ServerShutdown);
                 }
                 read = reader.read_buf(&mut buf), if can_read => match read {
-                    Ok(0) | Err(_) => self.close = Some(CloseReason::SocketClosed),
+                    Ok(0) => self.close = Some(CloseReason::SocketClosed),
+                    Err(error) => self.close = Some(CloseReason::ReadFailed(error.to_string())),
                     Ok(count) => {
                         self.broker.stats.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
                         self.feed(&buf);
@@ -388,7 +414,8 @@ impl Client {
     {
         let read = tokio::time::timeout(Duration::from_millis(10), reader.read_buf(buf)).await;
         match read {
-            Ok(Ok(0)) | Ok(Err(_)) => self.close = Some(CloseReason::SocketClosed),
+            Ok(Ok(0)) => self.close = Some(CloseReason::SocketClosed),
+            Ok(Err(error)) => self.close = Some(CloseReason::ReadFailed(error.to_string())),
             Ok(Ok(count)) => {
                 self.broker.stats.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
                 self.feed(buf);

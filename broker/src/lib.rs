@@ -20,6 +20,7 @@ pub mod router;
 pub mod session;
 pub mod stats;
 pub mod topic;
+pub mod transport;
 pub mod will;
 
 pub use broker::{Broker, BrokerConfig};

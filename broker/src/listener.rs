@@ -7,15 +7,18 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{error, info, warn};
 
 use crate::broker::Broker;
-use crate::connection::{self, ListenerInfo};
+use crate::connection::{self, ListenerInfo, PeerInfo};
+use crate::transport::websocket::{self, HttpOutcome, HttpSettings};
+use crate::transport::{tls, TransportConfig};
 
-/// Settings of one plain-TCP listener.
+/// Settings of one listener.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
     pub name: String,
@@ -25,6 +28,11 @@ pub struct ListenerConfig {
     pub allow_anonymous: bool,
     /// Open connections allowed at once; 0 means no limit.
     pub max_connections: usize,
+    pub transport: TransportConfig,
+    /// Time allowed for the TLS handshake and the WebSocket upgrade, each.
+    pub handshake_timeout: Duration,
+    /// Refuse a client whose certificate Common Name differs from its MQTT username.
+    pub certificate_must_match_username: bool,
 }
 
 impl ListenerConfig {
@@ -51,7 +59,7 @@ impl Listener {
             std::io::Error::new(error.kind(), format!("cannot listen on {} for listener {}: {error}", config.bind, config.name))
         })?;
         let address = socket.local_addr()?;
-        info!(listener = %config.name, address = %address, "listener ready");
+        info!(listener = %config.name, address = %address, transport = config.transport.name(), "listener ready");
         Ok(Listener { config, socket })
     }
 
@@ -64,7 +72,9 @@ impl Listener {
         let info = Arc::new(ListenerInfo {
             name: self.config.name.clone(),
             allow_anonymous: self.config.allow_anonymous,
+            certificate_must_match_username: self.config.certificate_must_match_username,
         });
+        let config = Arc::new(self.config.clone());
         let open = Arc::new(AtomicUsize::new(0));
         loop {
             let accepted = tokio::select! {
@@ -93,20 +103,107 @@ impl Listener {
                 drop(stream);
                 continue;
             }
-            spawn_connection(&broker, stream, peer, &info, &open);
+            spawn_connection(&broker, stream, peer, &info, &config, &open);
         }
         info!(listener = %self.config.name, "listener stopped");
     }
 }
 
-fn spawn_connection(broker: &Arc<Broker>, stream: TcpStream, peer: SocketAddr, info: &Arc<ListenerInfo>, open: &Arc<AtomicUsize>) {
+fn spawn_connection(
+    broker: &Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    info: &Arc<ListenerInfo>,
+    config: &Arc<ListenerConfig>,
+    open: &Arc<AtomicUsize>,
+) {
     let _ = stream.set_nodelay(true);
     open.fetch_add(1, Ordering::Relaxed);
     let broker = Arc::clone(broker);
     let info = Arc::clone(info);
+    let config = Arc::clone(config);
     let open = Arc::clone(open);
     tokio::spawn(async move {
-        connection::serve(broker, stream, peer, info).await;
+        open_transport(broker, stream, peer, info, &config).await;
         open.fetch_sub(1, Ordering::Relaxed);
     });
+}
+
+/// Runs the transport's handshakes in the connection's own task, then serves MQTT.
+async fn open_transport(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, info: Arc<ListenerInfo>, config: &ListenerConfig) {
+    let timeout = config.handshake_timeout;
+    match &config.transport {
+        TransportConfig::Tcp => {
+            connection::serve(broker, stream, PeerInfo { addr: peer, certificate_cn: None }, info).await;
+        }
+        TransportConfig::Tls(tls_config) => {
+            let Some(stream) = tls_handshake(&broker, tls_config, stream, peer, &info, timeout).await else { return };
+            let certificate_cn = tls::client_common_name(&stream);
+            connection::serve(broker, stream, PeerInfo { addr: peer, certificate_cn }, info).await;
+        }
+        TransportConfig::WebSocket { tls: Some(tls_config), path, ca_file } => {
+            let Some(stream) = tls_handshake(&broker, tls_config, stream, peer, &info, timeout).await else { return };
+            let certificate_cn = tls::client_common_name(&stream);
+            let http = http_settings(&broker, path, ca_file.as_deref());
+            let Some(stream) = websocket_upgrade(&broker, stream, &http, peer, &info, timeout).await else { return };
+            connection::serve(broker, stream, PeerInfo { addr: peer, certificate_cn }, info).await;
+        }
+        TransportConfig::WebSocket { tls: None, path, ca_file } => {
+            let http = http_settings(&broker, path, ca_file.as_deref());
+            let Some(stream) = websocket_upgrade(&broker, stream, &http, peer, &info, timeout).await else { return };
+            connection::serve(broker, stream, PeerInfo { addr: peer, certificate_cn: None }, info).await;
+        }
+    }
+}
+
+async fn tls_handshake(
+    broker: &Broker,
+    config: &crate::transport::TlsConfigHandle,
+    stream: TcpStream,
+    peer: SocketAddr,
+    info: &ListenerInfo,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tls::accept(config, stream, timeout).await {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            warn!(listener = %info.name, peer = %peer, "connection refused: {error}");
+            broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+fn http_settings<'a>(broker: &Broker, path: &'a str, ca_file: Option<&'a std::path::Path>) -> HttpSettings<'a> {
+    let status_text = format!(
+        "lpiotia-mqtt {}: {} clients connected",
+        env!("CARGO_PKG_VERSION"),
+        broker.stats.clients_connected.load(Ordering::Relaxed)
+    );
+    HttpSettings { mqtt_path: path, ca_file, status_text }
+}
+
+async fn websocket_upgrade<S>(
+    broker: &Broker,
+    stream: S,
+    http: &HttpSettings<'_>,
+    peer: SocketAddr,
+    info: &ListenerInfo,
+    timeout: Duration,
+) -> Option<websocket::WsByteStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match websocket::accept(stream, http, timeout).await {
+        Ok(HttpOutcome::Upgraded(stream)) => Some(stream),
+        Ok(HttpOutcome::Answered { path, status }) => {
+            info!(listener = %info.name, peer = %peer, path = %path, status, "answered HTTP GET");
+            None
+        }
+        Err(error) => {
+            warn!(listener = %info.name, peer = %peer, "connection refused: {error}");
+            broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }

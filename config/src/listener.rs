@@ -146,6 +146,28 @@ pub struct ListenerSettings {
     #[serde(default = "default_true")]
     pub require_certificate: bool,
 
+    /// More CA certificates that client certificates may chain to (`tls`, `wss`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_ca_files: Vec<PathBuf>,
+
+    /// Certificate revocation list in PEM (`tls`, `wss`). Unset: `<data_dir>/crl.pem` when it
+    /// exists, which `certs revoke` writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_file: Option<PathBuf>,
+
+    /// Whether the client certificate's Common Name must equal the MQTT username (`tls`, `wss`).
+    #[serde(default)]
+    pub certificate_must_match_username: bool,
+
+    /// Seconds allowed for the TLS handshake and for the WebSocket upgrade, each.
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+
+    /// Largest TLS record the broker sends, in bytes (for clients with small receive
+    /// buffers). Unset: the rustls default of 16 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fragment_size: Option<usize>,
+
     /// HTTP path of the WebSocket endpoint (`ws`, `wss`).
     #[serde(default = "default_websocket_path")]
     pub path: String,
@@ -180,6 +202,10 @@ fn allow_any() -> Vec<IpNet> {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_handshake_timeout_secs() -> u64 {
+    10
 }
 
 fn default_websocket_path() -> String {
@@ -245,6 +271,11 @@ mod tests {
             key_file: None,
             ca_file: None,
             require_certificate: true,
+            extra_ca_files: Vec::new(),
+            crl_file: None,
+            certificate_must_match_username: false,
+            handshake_timeout_secs: default_handshake_timeout_secs(),
+            max_fragment_size: None,
             path: default_websocket_path(),
         }
     }

@@ -159,6 +159,23 @@ fn validate_listener(name: &str, listener: &ListenerSettings) -> Result<(), Conf
             "at least one address range; set enabled = false to turn the listener off",
         ));
     }
+    if !(1..=300).contains(&listener.handshake_timeout_secs) {
+        return Err(ConfigError::invalid(
+            key("handshake_timeout_secs"),
+            listener.handshake_timeout_secs.to_string(),
+            "a number of seconds from 1 to 300",
+        ));
+    }
+    // rustls accepts 32 to 16384 + 5 (the record header) bytes.
+    if let Some(size) = listener.max_fragment_size {
+        if !(32..=16389).contains(&size) {
+            return Err(ConfigError::invalid(
+                key("max_fragment_size"),
+                size.to_string(),
+                "a TLS record size in bytes from 32 to 16389, or no value for the default",
+            ));
+        }
+    }
     if !listener.path.starts_with('/') {
         return Err(ConfigError::invalid(
             key("path"),
@@ -170,6 +187,7 @@ fn validate_listener(name: &str, listener: &ListenerSettings) -> Result<(), Conf
         ("cert_file", &listener.cert_file),
         ("key_file", &listener.key_file),
         ("ca_file", &listener.ca_file),
+        ("crl_file", &listener.crl_file),
     ];
     for (field, file) in files {
         if file

@@ -92,6 +92,7 @@ fn defaults_load() {
     assert!(lan.require_certificate);
     assert_eq!(lan.path, "/mqtt");
     assert_eq!(lan.cert_file, None);
+
 }
 
 #[test]
@@ -499,7 +500,9 @@ fn duplicate_bind_allowed_cases() {
 
 #[test]
 fn no_enabled_listener() {
-    let result = load_env(&[("LPIOTIA_MQTT__LISTENERS__LAN__ENABLED", "false")]);
+    let result = load_env(&[
+        ("LPIOTIA_MQTT__LISTENERS__LAN__ENABLED", "false"),
+    ]);
     assert!(matches!(result, Err(ConfigError::NoListener)), "{result:?}");
 }
 
@@ -575,4 +578,18 @@ fn error_display_examples() {
         missing.starts_with("missing key listeners.new.bind: "),
         "{missing}"
     );
+}
+
+#[test]
+fn handshake_timeout_range() {
+    let (key, value, _, _) = invalid_value(load_toml("[listeners.lan]\nhandshake_timeout_secs = 0\n", &[]));
+    assert_eq!(key, "listeners.lan.handshake_timeout_secs");
+    assert_eq!(value, "0");
+}
+
+#[test]
+fn max_fragment_size_range() {
+    let (key, _, _, _) = invalid_value(load_toml("[listeners.lan]\nmax_fragment_size = 8\n", &[]));
+    assert_eq!(key, "listeners.lan.max_fragment_size");
+    assert!(load_toml("[listeners.lan]\nmax_fragment_size = 1024\n", &[]).is_ok());
 }
