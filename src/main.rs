@@ -11,6 +11,7 @@ mod logging;
 mod passwd;
 mod serve;
 mod settings;
+mod store;
 
 /// MQTT 3.1, 3.1.1 and 5.0 broker with one password file for all listeners.
 #[derive(Debug, Parser)]
@@ -40,6 +41,8 @@ enum Command {
     Passwd(passwd::PasswdArgs),
     /// Print the effective configuration (secrets masked), or the errors in it.
     CheckConfig,
+    /// Check or repair the durable store (stop the broker first).
+    Store(store::StoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Serve => serve::run(&cli),
         Command::Passwd(args) => passwd::run(&cli, args),
         Command::CheckConfig => settings::check_config(&cli),
+        Command::Store(args) => store::run(&cli, args),
     };
     match result {
         Ok(code) => code,

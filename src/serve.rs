@@ -12,7 +12,8 @@ use anyhow::{bail, Context};
 use lpiotia_auth::PasswordFile;
 use lpiotia_broker::transport::TransportConfig;
 use lpiotia_broker::{Broker, BrokerConfig, Listener, ListenerConfig};
-use lpiotia_config::{ListenerKind, Settings};
+use lpiotia_broker::persist::{PersistMode, Store};
+use lpiotia_config::{ListenerKind, PersistenceMode, Settings};
 use rand::distributions::{Alphanumeric, DistString};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -40,7 +41,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     create_data_dir(&settings.data_dir)?;
     let password_path = settings.password_file();
     let passwords = open_password_file(&password_path)?;
-    let broker = Broker::new(broker_config(&settings), passwords);
+    let broker = match persist_mode(&settings) {
+        Some(mode) => {
+            let (store, restored) = Store::open(&settings.data_dir, mode)?;
+            info!(store = %store.path().display(), mode = ?mode, "store opened");
+            Broker::with_store(broker_config(&settings), passwords, store, restored)
+        }
+        None => {
+            warn!("persistence is off: retained messages and sessions live in memory only");
+            Broker::new(broker_config(&settings), passwords)
+        }
+    };
 
     let mut bound = Vec::new();
     for config in listeners {
@@ -57,6 +68,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while broker.stats.clients_connected.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(store) = &broker.store {
+        let store = Arc::clone(store);
+        // Joining the writer thread blocks: keep it off the runtime's worker threads.
+        tokio::task::spawn_blocking(move || store.close()).await?;
     }
     info!("broker stopped");
     Ok(())
@@ -104,14 +120,32 @@ fn listener_configs(settings: &Settings) -> anyhow::Result<Vec<ListenerConfig>> 
     Ok(configs)
 }
 
+fn persist_mode(settings: &Settings) -> Option<PersistMode> {
+    let persistence = &settings.persistence;
+    if !persistence.enabled {
+        return None;
+    }
+    Some(match persistence.mode {
+        PersistenceMode::Durable => PersistMode::Durable,
+        PersistenceMode::Relaxed => PersistMode::Relaxed(Duration::from_millis(persistence.relaxed_interval_ms)),
+    })
+}
+
 fn broker_config(settings: &Settings) -> BrokerConfig {
     let limits = &settings.limits;
+    let persistence = &settings.persistence;
+    let (max_queued_messages, max_queued_bytes_persistent) = if persistence.enabled {
+        (persistence.max_queued_messages, to_usize(persistence.max_queued_bytes.0))
+    } else {
+        (limits.max_queued_messages, to_usize(limits.max_queued_bytes.0))
+    };
     BrokerConfig {
         connect_timeout: Duration::from_secs(limits.connect_timeout_secs),
         max_inflight: limits.max_inflight_messages,
-        max_queued_messages: limits.max_queued_messages,
+        max_queued_messages,
         max_queued_messages_clean: limits.max_queued_messages_clean,
         max_queued_bytes: to_usize(limits.max_queued_bytes.0),
+        max_queued_bytes_persistent,
         global_queue_memory: to_usize(limits.global_queue_memory.0),
         max_packet_size: u32::try_from(limits.max_packet_size.0).unwrap_or(u32::MAX),
         max_keepalive: limits.max_keepalive_secs,

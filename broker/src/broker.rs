@@ -13,7 +13,10 @@ use parking_lot::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use tokio::sync::oneshot;
+
 use crate::message::{min_qos, Delivery, Message};
+use crate::persist::{Clock, Op, QueueEntry, RestoredState, SessionRecord, Store};
 use crate::retain::{RetainOutcome, RetainStore};
 use crate::router::{Router, SubscriptionOptions};
 use crate::session::{EnqueueOutcome, QueueLimits, QueueMemory, Session, SessionExpiry};
@@ -34,8 +37,10 @@ pub struct BrokerConfig {
     pub max_queued_messages: usize,
     /// Queue limit of a clean (non-persistent) session, in messages.
     pub max_queued_messages_clean: usize,
-    /// Queue limit of any session, in bytes.
+    /// Queue limit of a clean session, in bytes.
     pub max_queued_bytes: usize,
+    /// Queue limit of a persistent session, in bytes.
+    pub max_queued_bytes_persistent: usize,
     /// Above this many bytes held in all queues, publishers are not read.
     pub global_queue_memory: usize,
     /// Largest packet accepted from a client; announced to v5 clients in CONNACK.
@@ -58,8 +63,9 @@ impl Default for BrokerConfig {
             connect_timeout: Duration::from_secs(10),
             max_inflight: 20,
             max_queued_messages: 100_000,
-            max_queued_messages_clean: 1_000,
+            max_queued_messages_clean: 10_000,
             max_queued_bytes: 16 << 20,
+            max_queued_bytes_persistent: 16 << 20,
             global_queue_memory: 256 << 20,
             max_packet_size: 256 << 20,
             max_keepalive: u16::MAX,
@@ -95,6 +101,17 @@ pub struct Broker {
     /// Cancelled when the broker stops; every listener and connection watches it.
     pub shutdown: CancellationToken,
     pub stats: Stats,
+    /// Durable store; `None` when persistence is off.
+    pub store: Option<Arc<Store>>,
+}
+
+/// What routing a PUBLISH came to.
+#[derive(Debug)]
+pub struct PublishOutcome {
+    /// Sessions the message was queued for.
+    pub queued: usize,
+    /// Completes once the message is on disk (durable mode, when anything was stored).
+    pub durable: Option<oneshot::Receiver<()>>,
 }
 
 impl Broker {
@@ -109,7 +126,82 @@ impl Broker {
             next_session_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             stats: Stats::default(),
+            store: None,
         })
+    }
+
+    /// Creates a broker backed by `store`, with the state read from it at start.
+    pub fn with_store(config: BrokerConfig, passwords: PasswordFile, store: Arc<Store>, restored: RestoredState) -> Arc<Self> {
+        let broker = Arc::new(Broker {
+            memory: Arc::new(QueueMemory::new(config.global_queue_memory)),
+            retained: RwLock::new(RetainStore::new(config.max_retained_memory)),
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            router: RwLock::new(Router::default()),
+            passwords: RwLock::new(Arc::new(passwords)),
+            next_session_id: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
+            stats: Stats::default(),
+            store: Some(store),
+        });
+        broker.restore(restored);
+        broker
+    }
+
+    /// Rebuilds retained messages and offline sessions from the store.
+    fn restore(self: &Arc<Self>, restored: RestoredState) {
+        let retained_count = restored.retained.len();
+        {
+            let mut retained = self.retained.write();
+            for message in restored.retained {
+                retained.store(Arc::new(message));
+            }
+        }
+        let session_count = restored.sessions.len();
+        let mut queued = 0;
+        let now_ms = Clock::now().unix_ms();
+        for stored in restored.sessions {
+            let limits = self.queue_limits(stored.record.expiry);
+            let (session, _) = self.find_or_create_session(&stored.client_id, limits);
+            let mut router = self.router.write();
+            let mut state = session.lock();
+            state.expiry = stored.record.expiry;
+            state.disconnected_at_ms = if stored.record.disconnected_at_ms == 0 { now_ms } else { stored.record.disconnected_at_ms };
+            state.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
+            for (filter, options) in stored.record.subscriptions {
+                router.subscribe(&session, &filter, options);
+                state.subscriptions.insert(filter.to_string(), (filter, options));
+            }
+            for (seq, entry) in stored.queue {
+                let mut delivery = entry.delivery;
+                delivery.seq = seq;
+                state.next_seq = state.next_seq.max(seq + 1);
+                queued += 1;
+                match entry.stage {
+                    Some(stage) if entry.packet_id != 0 && !state.inflight.contains_key(&entry.packet_id) => {
+                        state.inflight.insert(entry.packet_id, crate::session::Outgoing { delivery, stage });
+                    }
+                    _ => session.requeue_back(&mut state, delivery),
+                }
+            }
+            if let SessionExpiry::After(delay) = state.expiry {
+                let elapsed = Duration::from_millis(now_ms.saturating_sub(state.disconnected_at_ms));
+                let generation = state.generation;
+                drop(state);
+                drop(router);
+                self.schedule_expiry(Arc::clone(&session), generation, delay.saturating_sub(elapsed));
+            }
+        }
+        info!(retained = retained_count, sessions = session_count, queued, "state restored from the store");
+    }
+
+    /// Queue limits for a session that expires as `expiry` says.
+    pub fn queue_limits(&self, expiry: SessionExpiry) -> QueueLimits {
+        if expiry == SessionExpiry::OnDisconnect {
+            QueueLimits { max_messages: self.config.max_queued_messages_clean, max_bytes: self.config.max_queued_bytes }
+        } else {
+            QueueLimits { max_messages: self.config.max_queued_messages, max_bytes: self.config.max_queued_bytes_persistent }
+        }
     }
 
     /// Re-reads the password file; on error the users loaded before stay in force.
@@ -141,51 +233,150 @@ impl Broker {
     }
 
     /// Routes a message to every matching subscriber and, if RETAIN is set, stores it.
-    /// Returns the number of sessions it was queued for.
-    pub fn publish(&self, message: Message) -> usize {
+    ///
+    /// With a store, the entries for persistent sessions are handed to the store before they
+    /// are queued, so a DELETE for an acknowledged entry can never overtake its PUT.
+    pub fn publish(&self, message: Message) -> PublishOutcome {
+        self.publish_with(message, Vec::new())
+    }
+
+    /// Like [`Broker::publish`], with more store operations to commit together with it.
+    pub fn publish_with(&self, message: Message, mut ops: Vec<Op>) -> PublishOutcome {
         let message = Arc::new(message);
+        let clock = Clock::now();
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
         if message.retain {
-            if self.retained.write().store(Arc::clone(&message)) == RetainOutcome::OverLimit {
-                self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
+            match self.retained.write().store(Arc::clone(&message)) {
+                RetainOutcome::OverLimit => {
+                    self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
+                }
+                RetainOutcome::Stored if self.store.is_some() => ops.push(Op::PutRetained {
+                    topic: Arc::clone(&message.topic),
+                    record: crate::persist::encode_message(&message, &clock),
+                }),
+                RetainOutcome::Cleared if self.store.is_some() => {
+                    ops.push(Op::DeleteRetained { topic: Arc::clone(&message.topic) });
+                }
+                _ => {}
             }
         }
         let targets = self.router.read().targets(&message.topic);
-        let mut queued = 0;
+        let mut deliveries = Vec::with_capacity(targets.len());
         for target in targets {
             if target.no_local && target.session.id == message.origin {
                 continue;
             }
-            let delivery = Delivery {
+            let mut delivery = Delivery {
                 qos: min_qos(message.qos, target.qos),
                 retain: message.retain && target.retain_as_published,
                 subscription_ids: target.subscription_ids,
                 message: Arc::clone(&message),
+                seq: 0,
             };
-            match target.session.enqueue(delivery) {
+            if self.store.is_some() && delivery.qos != Qos::AtMostOnce {
+                let mut state = target.session.lock();
+                if state.is_persistent() && !state.ended {
+                    delivery.seq = state.allocate_seq();
+                    drop(state);
+                    let entry = QueueEntry { delivery: delivery.clone(), stage: None, packet_id: 0 };
+                    ops.push(Op::PutQueued {
+                        client_id: Arc::clone(&target.session.client_id),
+                        seq: delivery.seq,
+                        record: crate::persist::encode_queue_entry(&entry, &clock),
+                    });
+                }
+            }
+            deliveries.push((target.session, delivery));
+        }
+        let durable = match &self.store {
+            Some(store) => store.submit(ops),
+            None => None,
+        };
+        let mut queued = 0;
+        let mut orphaned = Vec::new();
+        for (session, delivery) in deliveries {
+            let seq = delivery.seq;
+            match session.enqueue(delivery) {
                 EnqueueOutcome::Queued => queued += 1,
                 EnqueueOutcome::Dropped => {
                     self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                    if seq != 0 {
+                        orphaned.push(Op::DeleteQueued { client_id: Arc::clone(&session.client_id), seq });
+                    }
                 }
                 EnqueueOutcome::Skipped => {}
             }
         }
-        queued
+        if let Some(store) = &self.store {
+            store.submit_background(orphaned);
+        }
+        PublishOutcome { queued, durable }
+    }
+
+    /// Writes a stored queue entry again, for example when it goes in flight or its QoS 2
+    /// flow advances. Does nothing for entries that are not stored.
+    pub fn update_queued(&self, session: &Session, delivery: &Delivery, stage: Option<crate::session::OutgoingStage>, packet_id: u16) {
+        let (Some(store), true) = (&self.store, delivery.seq != 0) else { return };
+        let entry = QueueEntry { delivery: delivery.clone(), stage, packet_id };
+        store.submit_background(vec![Op::PutQueued {
+            client_id: Arc::clone(&session.client_id),
+            seq: delivery.seq,
+            record: crate::persist::encode_queue_entry(&entry, &Clock::now()),
+        }]);
+    }
+
+    /// Removes a stored queue entry once the client has acknowledged it or it expired.
+    pub fn forget_queued(&self, session: &Session, seq: u64) {
+        if let (Some(store), true) = (&self.store, seq != 0) {
+            store.submit_background(vec![Op::DeleteQueued { client_id: Arc::clone(&session.client_id), seq }]);
+        }
+    }
+
+    /// Writes a persistent session's record (expiry and subscriptions); deletes it from the
+    /// store when the session is not persistent. Returns a receiver in durable mode.
+    pub fn persist_session(&self, session: &Session) -> Option<oneshot::Receiver<()>> {
+        let store = self.store.as_ref()?;
+        let op = {
+            let state = session.lock();
+            if state.ended || !state.is_persistent() {
+                Op::DeleteSession { client_id: Arc::clone(&session.client_id) }
+            } else {
+                let record = SessionRecord {
+                    expiry: state.expiry,
+                    disconnected_at_ms: state.disconnected_at_ms,
+                    subscriptions: state.subscriptions.values().cloned().collect(),
+                };
+                Op::PutSession { client_id: Arc::clone(&session.client_id), record: crate::persist::encode_session(&record) }
+            }
+        };
+        store.submit(vec![op])
+    }
+
+    /// Returns the store operation that records a session's unreleased incoming QoS 2 ids.
+    pub fn incoming_qos2_op(&self, session: &Session) -> Option<Op> {
+        self.store.as_ref()?;
+        let state = session.lock();
+        if !state.is_persistent() {
+            return None;
+        }
+        let ids: Vec<u16> = state.incoming_qos2.iter().copied().collect();
+        Some(Op::PutIncomingQos2 { client_id: Arc::clone(&session.client_id), record: crate::persist::encode_packet_ids(&ids) })
     }
 
     /// Queues the retained messages matching a new subscription for one session.
     pub fn send_retained(&self, session: &Session, filter: &str, options: &SubscriptionOptions) {
         let messages = self.retained.read().matching(filter, Instant::now());
         for message in messages {
+            // Retained messages are sent again on the next SUBSCRIBE, so they are not stored
+            // in the session's queue.
             let delivery = Delivery {
                 qos: min_qos(message.qos, options.qos),
                 retain: true,
                 subscription_ids: options.identifier.into_iter().collect(),
                 message,
+                seq: 0,
             };
-            if delivery.qos == Qos::AtMostOnce || session.is_online() {
-                session.enqueue(delivery);
-            }
+            session.enqueue(delivery);
         }
     }
 
@@ -213,9 +404,16 @@ impl Broker {
             let mut session_present = existed;
             if clean_start && existed {
                 self.reset_session(&session);
+                if let Some(store) = &self.store {
+                    store.submit_background(vec![Op::DeleteSession { client_id: Arc::clone(&session.client_id) }]);
+                }
                 session_present = false;
             }
-            session.lock().expiry = expiry;
+            {
+                let mut state = session.lock();
+                state.expiry = expiry;
+                state.disconnected_at_ms = 0;
+            }
             let generation = session.set_owner(owner, limits);
             return Ok(Attached { session, session_present, generation, guard });
         }
@@ -257,6 +455,9 @@ impl Broker {
         }
         session.lock().ended = true;
         self.reset_session(session);
+        if let Some(store) = &self.store {
+            store.submit_background(vec![Op::DeleteSession { client_id: Arc::clone(&session.client_id) }]);
+        }
     }
 
     /// Ends the session after `delay` unless a connection has attached to it since.

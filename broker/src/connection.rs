@@ -27,7 +27,7 @@ use crate::broker::{Attached, Broker};
 use crate::handshake::{read_first_packet, ConnectRequest, ProtocolVersion};
 use crate::outbound::Outbound;
 use crate::packets::{self, ConnectOutcome};
-use crate::session::{QueueLimits, Session, SessionExpiry};
+use crate::session::{Session, SessionExpiry};
 use crate::will::{publish_will, Will};
 
 mod inbound;
@@ -124,6 +124,7 @@ where
         inflight_limit: 0,
         will: None,
         is_publisher: false,
+        pending_acks: VecDeque::new(),
     };
     client.codec.set_auto_ping_response(true);
     client.codec.set_auto_pub_response(false);
@@ -154,6 +155,18 @@ struct Client {
     will: Option<Will>,
     /// Set once the client has sent a PUBLISH; only publishers pause under memory pressure.
     is_publisher: bool,
+    /// Acknowledgements waiting for the store, sent in the order the packets arrived.
+    pending_acks: VecDeque<PendingAck>,
+}
+
+/// An acknowledgement (PUBACK, PUBREC, SUBACK, UNSUBACK) held back until the store has
+/// written what it acknowledges.
+struct PendingAck {
+    /// Completes when the store has committed; `None` if nothing needed writing.
+    wait: Option<tokio::sync::oneshot::Receiver<()>>,
+    packet: Result<Packet, MqttError>,
+    /// Retained messages to queue once this SUBACK is sent, so they follow it.
+    then_retained: Vec<(String, crate::router::SubscriptionOptions)>,
 }
 
 impl Client {
@@ -238,14 +251,7 @@ impl Client {
         };
         let broker = Arc::clone(&self.broker);
         let config = &broker.config;
-        let limits = QueueLimits {
-            max_messages: if expiry == SessionExpiry::OnDisconnect {
-                config.max_queued_messages_clean
-            } else {
-                config.max_queued_messages
-            },
-            max_bytes: config.max_queued_bytes,
-        };
+        let limits = broker.queue_limits(expiry);
         let attached = match self
             .broker
             .attach_session(&request.client_id, request.clean_start, expiry, limits, owner)
@@ -262,6 +268,8 @@ impl Client {
         self.generation = attached.generation;
         self.will = request.will.take();
         self.restore_incoming_qos2(&attached.session);
+        // The session record is rewritten before any SUBACK is sent, which waits for the store.
+        let _ = self.broker.persist_session(&attached.session);
 
         let mut props = Vec::new();
         if request.version == ProtocolVersion::V5 {
@@ -371,7 +379,11 @@ impl Client {
             let pause_for_memory = self.is_publisher && memory.is_over_limit();
             let can_read = self.outbound.has_room() && !pause_for_memory;
             let keepalive = self.keepalive_deadline;
+            let waiting_for_store = self.pending_acks.front().is_some_and(|ack| ack.wait.is_some());
             tokio::select! {
+                written = wait_for_store(&mut self.pending_acks), if waiting_for_store => {
+                    self.on_store_written(written.is_ok());
+                }
                 _ = owner.cancelled() => {
                     self.send_disconnect(DisconnectReasonCode::SessionTakenOver);
                     self.close = Some(CloseReason::TakenOver);
@@ -499,6 +511,59 @@ impl Client {
         error
     }
 
+    /// Sends an acknowledgement now, or holds it until the store has written what it covers
+    /// and every acknowledgement before it has gone out.
+    fn acknowledge(&mut self, wait: Option<tokio::sync::oneshot::Receiver<()>>, packet: Result<Packet, MqttError>) {
+        self.acknowledge_then_retained(wait, packet, Vec::new());
+    }
+
+    /// Like [`Client::acknowledge`] for a SUBACK, queuing the retained messages after it.
+    fn acknowledge_then_retained(
+        &mut self,
+        wait: Option<tokio::sync::oneshot::Receiver<()>>,
+        packet: Result<Packet, MqttError>,
+        then_retained: Vec<(String, crate::router::SubscriptionOptions)>,
+    ) {
+        if wait.is_none() && self.pending_acks.is_empty() {
+            self.send_packet(packet);
+            self.queue_retained(then_retained);
+            return;
+        }
+        self.pending_acks.push_back(PendingAck { wait, packet, then_retained });
+    }
+
+    fn queue_retained(&mut self, filters: Vec<(String, crate::router::SubscriptionOptions)>) {
+        let Some(session) = self.session.clone() else { return };
+        for (filter, options) in filters {
+            self.broker.send_retained(&session, &filter, &options);
+        }
+    }
+
+    /// Sends the acknowledgements whose writes are done, in order.
+    fn on_store_written(&mut self, succeeded: bool) {
+        if !succeeded {
+            warn!(client_id = %self.client_id, "closing connection: the store could not write a message; the client will send it again");
+            self.send_disconnect(DisconnectReasonCode::UnspecifiedError);
+            self.close = Some(CloseReason::ProtocolError("store write failed".into()));
+            return;
+        }
+        if let Some(front) = self.pending_acks.front_mut() {
+            front.wait = None;
+        }
+        while let Some(front) = self.pending_acks.front_mut() {
+            if let Some(wait) = front.wait.as_mut() {
+                match wait.try_recv() {
+                    Ok(()) => {}
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return,
+                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return self.on_store_written(false),
+                }
+            }
+            let ack = self.pending_acks.pop_front().expect("front exists");
+            self.send_packet(ack.packet);
+            self.queue_retained(ack.then_retained);
+        }
+    }
+
     fn send_disconnect(&mut self, reason: DisconnectReasonCode) {
         if self.version == ProtocolVersion::V5 {
             self.send_packet(packets::disconnect(reason));
@@ -514,6 +579,8 @@ impl Client {
                 let mut state = session.lock();
                 let Some(delivery) = session.pop(&mut state) else { return };
                 if delivery.message.is_expired(now) {
+                    drop(state);
+                    self.broker.forget_queued(session, delivery.seq);
                     continue;
                 }
                 if delivery.qos == Qos::AtMostOnce {
@@ -538,6 +605,11 @@ impl Client {
             };
             if let Some(packet_id) = packet_id {
                 let _ = self.codec.register_packet_id(packet_id);
+                // A QoS 2 message must keep its packet id across a restart, or the client
+                // would take the resent PUBLISH for a new message.
+                if delivery.qos == Qos::ExactlyOnce {
+                    self.broker.update_queued(session, &delivery, Some(crate::session::OutgoingStage::AwaitingAck), packet_id);
+                }
             }
             let packet = packets::publish(self.version, &delivery, packet_id, false, now);
             if let Some(error) = self.send_packet(packet) {
@@ -547,6 +619,7 @@ impl Client {
                     session.lock().inflight.remove(&packet_id);
                     let _ = self.codec.release_packet_id(packet_id);
                 }
+                self.broker.forget_queued(session, delivery.seq);
                 continue;
             }
             self.broker.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -561,9 +634,13 @@ impl Client {
         let expiry = {
             let mut state = session.lock();
             state.incoming_qos2 = pending_qos2.into_iter().collect();
+            state.disconnected_at_ms = crate::persist::Clock::now().unix_ms();
             state.expiry
         };
         session.release_owner(self.generation);
+        if expiry != SessionExpiry::OnDisconnect {
+            let _ = self.broker.persist_session(&session);
+        }
         match expiry {
             SessionExpiry::OnDisconnect => self.broker.end_session(&session),
             SessionExpiry::After(delay) => {
@@ -587,6 +664,14 @@ impl Client {
         // The next owner of the session may go on; this socket only has bytes left to flush.
         drop(guard);
         self.outbound.close().await;
+    }
+}
+
+/// Waits for the store to write what the oldest held acknowledgement covers.
+async fn wait_for_store(pending: &mut VecDeque<PendingAck>) -> Result<(), tokio::sync::oneshot::error::RecvError> {
+    match pending.front_mut().and_then(|ack| ack.wait.as_mut()) {
+        Some(wait) => wait.await,
+        None => Ok(()),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod handshake;
 pub mod listener;
 pub mod message;
+pub mod persist;
 mod outbound;
 mod packets;
 pub mod retain;

@@ -77,6 +77,9 @@ pub struct Delivery {
     pub retain: bool,
     /// v5 Subscription Identifiers of the matching subscriptions.
     pub subscription_ids: Vec<u32>,
+    /// Sequence number of this entry in the store; 0 when it is not stored (QoS 0, clean
+    /// sessions, persistence off).
+    pub seq: u64,
 }
 
 /// Returns the lower of two QoS levels.

@@ -136,6 +136,10 @@ pub struct SessionState {
     pub generation: u64,
     /// Set once the session has ended; an ended session takes no more messages.
     pub ended: bool,
+    /// Next sequence number for a queue entry written to the store.
+    pub next_seq: u64,
+    /// When the last connection closed (Unix ms), for session expiry across restarts.
+    pub disconnected_at_ms: u64,
     dropped_since_log: u64,
     last_drop_log: Option<Instant>,
 }
@@ -174,6 +178,8 @@ impl Session {
                 owner: None,
                 generation: 0,
                 ended: false,
+                next_seq: 1,
+                disconnected_at_ms: 0,
                 dropped_since_log: 0,
                 last_drop_log: None,
             }),
@@ -272,6 +278,14 @@ impl Session {
         self.memory.add(cost);
     }
 
+    /// Appends a message restored from the store to the queue, ignoring the limits.
+    pub fn requeue_back(&self, state: &mut SessionState, delivery: Delivery) {
+        let cost = delivery.message.cost();
+        state.queued_bytes += cost;
+        state.queue.push_back(delivery);
+        self.memory.add(cost);
+    }
+
     /// Takes the next queued message.
     pub fn pop(&self, state: &mut SessionState) -> Option<Delivery> {
         let delivery = state.queue.pop_front()?;
@@ -293,6 +307,18 @@ impl Session {
 }
 
 impl SessionState {
+    /// Returns whether the session outlives its connection, and so is written to the store.
+    pub fn is_persistent(&self) -> bool {
+        self.expiry != SessionExpiry::OnDisconnect
+    }
+
+    /// Allocates the sequence number of a new stored queue entry.
+    pub fn allocate_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
     /// Allocates a packet id not used by any message in flight.
     pub fn next_packet_id(&mut self) -> Option<u16> {
         for _ in 0..u16::MAX {

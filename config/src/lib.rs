@@ -33,7 +33,7 @@ pub use crate::bytesize::{ByteSize, ParseByteSizeError};
 pub use crate::error::ConfigError;
 pub use crate::listener::{ListenerKind, ListenerSettings, ParseListenerKindError};
 pub use crate::load::load_from;
-pub use crate::settings::{Limits, LogLevel, ParseLogLevelError, Settings};
+pub use crate::settings::{Limits, LogLevel, ParseLogLevelError, Persistence, PersistenceMode, Settings};
 pub use crate::validate::MQTT_MAX_PACKET_SIZE;
 
 /// Config file read by [`load`] when no file is passed and this one exists.

@@ -31,6 +31,9 @@ pub struct Settings {
     /// Protocol and memory limits.
     pub limits: Limits,
 
+    /// Durable store of retained messages, sessions and queued messages.
+    pub persistence: Persistence,
+
     /// Listeners by name.
     pub listeners: BTreeMap<String, ListenerSettings>,
 }
@@ -55,6 +58,36 @@ impl Settings {
         // skipped rather than written as a TOML value that does not exist.
         toml::to_string_pretty(self).expect("settings serialize to TOML")
     }
+}
+
+/// When the store writes to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersistenceMode {
+    /// Acknowledgements wait until the message is on disk (fsync).
+    Durable,
+    /// Written in the background every `relaxed_interval_ms`.
+    Relaxed,
+}
+
+/// The section `[persistence]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persistence {
+    /// Whether state is kept on disk at all; false keeps everything in memory only.
+    pub enabled: bool,
+
+    /// `durable` or `relaxed`.
+    pub mode: PersistenceMode,
+
+    /// Milliseconds between two background writes in relaxed mode.
+    pub relaxed_interval_ms: u64,
+
+    /// Messages queued for a persistent session when persistence is on.
+    pub max_queued_messages: usize,
+
+    /// Bytes queued for a persistent session when persistence is on.
+    pub max_queued_bytes: ByteSize,
 }
 
 /// Protocol and memory limits, the section `[limits]`.

@@ -111,6 +111,20 @@ pub(crate) fn validate(settings: &Settings) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid("data_dir", "\"\"", "a directory path"));
     }
     validate_limits(&settings.limits)?;
+    let persistence = &settings.persistence;
+    if !(10..=60_000).contains(&persistence.relaxed_interval_ms) {
+        return Err(ConfigError::invalid(
+            "persistence.relaxed_interval_ms",
+            persistence.relaxed_interval_ms.to_string(),
+            "a number of milliseconds from 10 to 60000",
+        ));
+    }
+    if persistence.max_queued_messages == 0 {
+        return Err(ConfigError::invalid("persistence.max_queued_messages", "0", "at least 1 message"));
+    }
+    if persistence.max_queued_bytes.0 == 0 {
+        return Err(ConfigError::invalid("persistence.max_queued_bytes", "0", "at least 1 byte, like \"1GiB\""));
+    }
     for (name, listener) in &settings.listeners {
         validate_listener(name, listener)?;
     }

@@ -133,38 +133,62 @@ impl Client {
             }
         };
         let qos = message.qos;
-        let matched = self.broker.publish(message) > 0;
+        let mut ops = Vec::new();
+        if let (Qos::ExactlyOnce, Some(packet_id), Some(session)) = (qos, packet_id, &self.session) {
+            session.lock().incoming_qos2.insert(packet_id);
+            ops.extend(self.broker.incoming_qos2_op(session));
+        }
+        let outcome = self.broker.publish_with(message, ops);
+        let matched = outcome.queued > 0;
         let Some(packet_id) = packet_id else { return };
         match qos {
             Qos::AtLeastOnce => {
-                self.send_packet(packets::puback(self.version, packet_id, matched));
+                let puback = packets::puback(self.version, packet_id, matched);
+                self.acknowledge(outcome.durable, puback);
             }
             Qos::ExactlyOnce => {
-                self.send_packet(packets::pubrec(self.version, packet_id, matched));
+                let pubrec = packets::pubrec(self.version, packet_id, matched);
+                self.acknowledge(outcome.durable, pubrec);
             }
             Qos::AtMostOnce => {}
         }
     }
 
     fn on_pubrel(&mut self, packet_id: u16) {
-        self.send_packet(packets::pubcomp(self.version, packet_id));
+        if let Some(session) = self.session.clone() {
+            session.lock().incoming_qos2.remove(&packet_id);
+            if let (Some(store), Some(op)) = (&self.broker.store, self.broker.incoming_qos2_op(&session)) {
+                store.submit_background(vec![op]);
+            }
+        }
+        let pubcomp = packets::pubcomp(self.version, packet_id);
+        self.acknowledge(None, pubcomp);
     }
 
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the message has left our hands.
     fn on_acknowledged(&mut self, packet_id: u16) {
-        if let Some(session) = &self.session {
-            session.lock().inflight.remove(&packet_id);
+        let Some(session) = self.session.clone() else { return };
+        let removed = session.lock().inflight.remove(&packet_id);
+        if let Some(outgoing) = removed {
+            self.broker.forget_queued(&session, outgoing.delivery.seq);
         }
     }
 
     fn on_pubrec(&mut self, packet_id: u16, accepted: bool) {
         let Some(session) = self.session.clone() else { return };
         if !accepted {
-            session.lock().inflight.remove(&packet_id);
+            let removed = session.lock().inflight.remove(&packet_id);
+            if let Some(outgoing) = removed {
+                self.broker.forget_queued(&session, outgoing.delivery.seq);
+            }
             return;
         }
-        if let Some(outgoing) = session.lock().inflight.get_mut(&packet_id) {
+        let delivery = session.lock().inflight.get_mut(&packet_id).map(|outgoing| {
             outgoing.stage = OutgoingStage::AwaitingPubcomp;
+            outgoing.delivery.clone()
+        });
+        if let Some(delivery) = delivery {
+            self.broker.update_queued(&session, &delivery, Some(OutgoingStage::AwaitingPubcomp), packet_id);
         }
         self.send_packet(packets::pubrel(self.version, packet_id));
     }
@@ -208,11 +232,10 @@ impl Client {
                 retained_to_send.push((filter.filter, options));
             }
         }
-        self.send_packet(packets::suback(self.version, packet_id, &outcomes));
+        let durable = self.broker.persist_session(&session);
+        let suback = packets::suback(self.version, packet_id, &outcomes);
         // Retained messages go into the queue after SUBACK, so they reach the client after it.
-        for (filter, options) in retained_to_send {
-            self.broker.send_retained(&session, &filter, &options);
-        }
+        self.acknowledge_then_retained(durable, suback, retained_to_send);
     }
 
     fn on_unsubscribe(&mut self, packet_id: u16, filters: Vec<String>) {
@@ -228,7 +251,9 @@ impl Client {
             session.lock().subscriptions.remove(&filter.to_string());
             existed.push(Some(removed));
         }
-        self.send_packet(packets::unsuback(self.version, packet_id, &existed));
+        let durable = self.broker.persist_session(&session);
+        let unsuback = packets::unsuback(self.version, packet_id, &existed);
+        self.acknowledge(durable, unsuback);
     }
 
     fn on_v5_disconnect(&mut self, packet: &mqtt_protocol_core::mqtt::packet::v5_0::Disconnect) {
