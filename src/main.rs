@@ -7,11 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod certs;
 mod logging;
 mod passwd;
 mod serve;
 mod settings;
 mod store;
+mod tls;
 
 /// MQTT 3.1, 3.1.1 and 5.0 broker with one password file for all listeners.
 #[derive(Debug, Parser)]
@@ -37,6 +39,8 @@ struct Cli {
 enum Command {
     /// Run the broker (the default command).
     Serve,
+    /// Create and manage the CA, the server certificate and client certificates.
+    Certs(certs::CertsArgs),
     /// Add, update, delete or list users of the password file.
     Passwd(passwd::PasswdArgs),
     /// Print the effective configuration (secrets masked), or the errors in it.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Serve => serve::run(&cli),
         Command::Passwd(args) => passwd::run(&cli, args),
+        Command::Certs(args) => certs::run(&cli, args),
         Command::CheckConfig => settings::check_config(&cli),
         Command::Store(args) => store::run(&cli, args),
     };

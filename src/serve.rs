@@ -8,17 +8,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use lpiotia_auth::PasswordFile;
-use lpiotia_broker::transport::TransportConfig;
-use lpiotia_broker::{Broker, BrokerConfig, Listener, ListenerConfig};
+use lpiotia_broker::{Broker, BrokerConfig, Listener};
 use lpiotia_broker::persist::{PersistMode, Store};
-use lpiotia_config::{ListenerKind, PersistenceMode, Settings};
+use lpiotia_config::{PersistenceMode, Settings};
 use rand::distributions::{Alphanumeric, DistString};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::{logging, settings, Cli};
+use crate::{logging, settings, tls, Cli};
 
 /// Environment variable that sets the first user's password when the password file is created.
 const ADMIN_PASSWORD_VARIABLE: &str = "LPIOTIA_MQTT_ADMIN_PASSWORD";
@@ -37,8 +36,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listeners = listener_configs(&settings)?;
     create_data_dir(&settings.data_dir)?;
+    let (listeners, tls_listeners) = tls::listener_configs(&settings)?;
+    tls::spawn_expiry_warnings(settings.data_dir.clone());
     let password_path = settings.password_file();
     let passwords = open_password_file(&password_path)?;
     let broker = match persist_mode(&settings) {
@@ -62,7 +62,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     info!(version = env!("CARGO_PKG_VERSION"), data_dir = %settings.data_dir.display(), "broker started");
 
-    wait_for_stop(&broker).await?;
+    wait_for_stop(&broker, &tls_listeners).await?;
     info!("shutting down: closing client connections");
     broker.shutdown.cancel();
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -78,46 +78,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM, reloading the password file on each SIGHUP meanwhile.
-async fn wait_for_stop(broker: &Broker) -> anyhow::Result<()> {
+/// Waits for SIGINT or SIGTERM, reloading the password file and the TLS files on each
+/// SIGHUP meanwhile.
+async fn wait_for_stop(broker: &Broker, tls_listeners: &[tls::TlsListener]) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                info!("SIGHUP received: reloading the password file");
+                info!("SIGHUP received: reloading the password file and TLS certificates");
                 if let Err(error) = broker.reload_passwords() {
                     error!("password file not reloaded, the previous users stay in force: {error}");
                 }
+                tls::reload(tls_listeners);
             }
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
         }
     }
-}
-
-fn listener_configs(settings: &Settings) -> anyhow::Result<Vec<ListenerConfig>> {
-    let mut configs = Vec::new();
-    for (name, listener) in settings.listeners.iter().filter(|(_, l)| l.enabled) {
-        if listener.kind != ListenerKind::Tcp {
-            bail!(
-                "listener {name}: kind \"{}\" is not served by this version; set listeners.{name}.enabled = false or kind = \"tcp\"",
-                listener.kind.as_str()
-            );
-        }
-        configs.push(ListenerConfig {
-            name: name.clone(),
-            bind: listener.bind,
-            allow: listener.allow.clone(),
-            allow_anonymous: listener.allow_anonymous,
-            max_connections: listener.max_connections,
-            transport: TransportConfig::Tcp,
-            handshake_timeout: Duration::from_secs(listener.handshake_timeout_secs),
-            certificate_must_match_username: listener.certificate_must_match_username,
-        });
-    }
-    Ok(configs)
 }
 
 fn persist_mode(settings: &Settings) -> Option<PersistMode> {

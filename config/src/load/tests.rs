@@ -81,7 +81,7 @@ fn defaults_load() {
     );
 
     let lan = &settings.listeners["lan"];
-    assert_eq!(settings.listeners.len(), 1);
+    assert_eq!(settings.listeners.len(), 3);
     assert_eq!(lan.kind, ListenerKind::Tcp);
     assert_eq!(lan.bind, addr("0.0.0.0:1883"));
     assert_eq!(lan.allow.len(), 8);
