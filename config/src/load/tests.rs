@@ -502,6 +502,8 @@ fn duplicate_bind_allowed_cases() {
 fn no_enabled_listener() {
     let result = load_env(&[
         ("LPIOTIA_MQTT__LISTENERS__LAN__ENABLED", "false"),
+        ("LPIOTIA_MQTT__LISTENERS__TLS__ENABLED", "false"),
+        ("LPIOTIA_MQTT__LISTENERS__WS__ENABLED", "false"),
     ]);
     assert!(matches!(result, Err(ConfigError::NoListener)), "{result:?}");
 }
