@@ -60,6 +60,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     for listener in bound {
         tokio::spawn(listener.run(Arc::clone(&broker)));
     }
+    if settings.sys_interval_secs > 0 {
+        lpiotia_broker::sys::spawn(Arc::clone(&broker), Duration::from_secs(settings.sys_interval_secs));
+    }
     info!(version = env!("CARGO_PKG_VERSION"), data_dir = %settings.data_dir.display(), "broker started");
 
     wait_for_stop(&broker, &tls_listeners).await?;

@@ -49,7 +49,7 @@ pub struct BrokerConfig {
     pub max_keepalive: u16,
     /// Largest number of levels in a topic name or filter; 0 means no limit.
     pub max_topic_levels: usize,
-    /// Longest client id accepted, in bytes; 0 means no limit.
+    /// Maximum client id length in bytes, or 0 for no limit.
     pub max_client_id_len: usize,
     /// Memory the retained store may use.
     pub max_retained_memory: usize,
@@ -105,7 +105,7 @@ pub struct Broker {
     pub store: Option<Arc<Store>>,
 }
 
-/// What routing a PUBLISH came to.
+/// Result of routing one PUBLISH.
 #[derive(Debug)]
 pub struct PublishOutcome {
     /// Sessions the message was queued for.
@@ -195,7 +195,7 @@ impl Broker {
         info!(retained = retained_count, sessions = session_count, queued, "state restored from the store");
     }
 
-    /// Queue limits for a session that expires as `expiry` says.
+    /// Returns the queue limits of a session with this expiry.
     pub fn queue_limits(&self, expiry: SessionExpiry) -> QueueLimits {
         if expiry == SessionExpiry::OnDisconnect {
             QueueLimits { max_messages: self.config.max_queued_messages_clean, max_bytes: self.config.max_queued_bytes }
@@ -244,13 +244,15 @@ impl Broker {
     pub fn publish_with(&self, message: Message, mut ops: Vec<Op>) -> PublishOutcome {
         let message = Arc::new(message);
         let clock = Clock::now();
-        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        if message.origin != 0 {
+            self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        }
         if message.retain {
             match self.retained.write().store(Arc::clone(&message)) {
                 RetainOutcome::OverLimit => {
                     self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
                 }
-                RetainOutcome::Stored if self.store.is_some() => ops.push(Op::PutRetained {
+                RetainOutcome::Stored if self.store.is_some() && !message.topic.starts_with(crate::sys::SYS_PREFIX) => ops.push(Op::PutRetained {
                     topic: Arc::clone(&message.topic),
                     record: crate::persist::encode_message(&message, &clock),
                 }),
@@ -390,8 +392,8 @@ impl Broker {
         limits: QueueLimits,
         owner: CancellationToken,
     ) -> Result<Attached, AttachError> {
-        // The previous owner may end the session while we wait for it (clean session), in
-        // which case the table holds a new session or none: look again.
+        // The previous owner may end the session while we wait for it (clean session). The
+        // table then contains a new session or none, so look again.
         for _ in 0..3 {
             let (session, existed) = self.find_or_create_session(client_id, limits);
             session.kick_owner();
@@ -480,7 +482,7 @@ impl Broker {
     }
 }
 
-/// Why a connection could not be attached to its session.
+/// Error of [`Broker::attach_session`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AttachError {
     #[error("the previous connection of this client id did not close within 5 s")]

@@ -1,13 +1,13 @@
 //! One task per client: CONNECT and authentication, then the read/write loop under keep
 //! alive until the connection ends, then the will and the session's fate.
 //!
-//! The codec and per-connection protocol state come from `mqtt-protocol-core`; this module
-//! feeds it the bytes read, carries out the events it returns (send a packet, reset the
-//! keep-alive timer, close) and acts on each received packet.
+//! The codec and per-connection protocol state come from `mqtt-protocol-core`. This module
+//! feeds it the bytes read and carries out the events it returns: send a packet, reset the
+//! keep-alive timer, close. It then acts on each received packet.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use crate::handshake::{read_first_packet, ConnectRequest, ProtocolVersion};
 use crate::outbound::Outbound;
 use crate::packets::{self, ConnectOutcome};
 use crate::session::{Session, SessionExpiry};
+use crate::stats::ClientRecord;
 use crate::will::{publish_will, Will};
 
 mod inbound;
@@ -39,7 +40,7 @@ const TOPIC_ALIAS_MAXIMUM: u16 = 10;
 /// between two reads.
 const PUBLISHER_PAUSE: Duration = Duration::from_secs(1);
 
-/// What a listener tells each of its connections.
+/// Listener settings that each of its connections needs.
 #[derive(Debug)]
 pub struct ListenerInfo {
     pub name: String,
@@ -48,7 +49,7 @@ pub struct ListenerInfo {
     pub certificate_must_match_username: bool,
 }
 
-/// Who is at the other end, as known before CONNECT.
+/// Identity of the client as known before CONNECT.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     pub addr: SocketAddr,
@@ -56,7 +57,7 @@ pub struct PeerInfo {
     pub certificate_cn: Option<String>,
 }
 
-/// Why the connection ended, for the log and for the will.
+/// Cause of the end of a connection, for the log and for the will.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum CloseReason {
     /// DISCONNECT received; `with_will` for v5 reason 0x04.
@@ -101,7 +102,7 @@ where
         Ok(first) => first,
         Err(error) => {
             warn!(listener = %listener.name, peer = %peer, "connection refused before CONNECT: {error}");
-            broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            broker.stats.record_refusal(&listener.name, peer, &format!("before CONNECT: {error}"));
             outbound.close().await;
             return;
         }
@@ -125,6 +126,7 @@ where
         will: None,
         is_publisher: false,
         pending_acks: VecDeque::new(),
+        record: None,
     };
     client.codec.set_auto_ping_response(true);
     client.codec.set_auto_pub_response(false);
@@ -157,6 +159,8 @@ struct Client {
     is_publisher: bool,
     /// Acknowledgements waiting for the store, sent in the order the packets arrived.
     pending_acks: VecDeque<PendingAck>,
+    /// Entry in the table of connected clients, and its id there.
+    record: Option<(u64, Arc<ClientRecord>)>,
 }
 
 /// An acknowledgement (PUBACK, PUBREC, SUBACK, UNSUBACK) held back until the store has
@@ -286,6 +290,18 @@ impl Client {
 
         self.broker.stats.clients_connected.fetch_add(1, Ordering::Relaxed);
         self.broker.stats.clients_total.fetch_add(1, Ordering::Relaxed);
+        let record = Arc::new(ClientRecord {
+            client_id: request.client_id.clone(),
+            username: request.username.clone().unwrap_or_default(),
+            peer: self.peer,
+            listener: self.listener.name.clone(),
+            protocol: request.version.as_str(),
+            connected_at: std::time::SystemTime::now(),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+        });
+        let record_id = self.broker.stats.register_client(Arc::clone(&record));
+        self.record = Some((record_id, record));
         info!(
             listener = %self.listener.name,
             peer = %self.peer,
@@ -316,7 +332,9 @@ impl Client {
     }
 
     fn refuse(&mut self, request: &ConnectRequest, outcome: ConnectOutcome, reason: &str) {
-        self.broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+        let username = request.username.as_deref().unwrap_or("");
+        let described = format!("client id {:?}, username {username:?}: {reason}", request.client_id);
+        self.broker.stats.record_refusal(&self.listener.name, self.peer, &described);
         self.refused_log(Some(&request.client_id), request.username.as_deref(), reason);
         let connack = packets::connack(request.version, outcome, false, Vec::new());
         self.send_packet(connack);
@@ -511,8 +529,8 @@ impl Client {
         error
     }
 
-    /// Sends an acknowledgement now, or holds it until the store has written what it covers
-    /// and every acknowledgement before it has gone out.
+    /// Sends an acknowledgement now, or keeps it back until the store has written what it
+    /// covers and every acknowledgement before it has gone out.
     fn acknowledge(&mut self, wait: Option<tokio::sync::oneshot::Receiver<()>>, packet: Result<Packet, MqttError>) {
         self.acknowledge_then_retained(wait, packet, Vec::new());
     }
@@ -623,6 +641,9 @@ impl Client {
                 continue;
             }
             self.broker.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+            if let Some((_, record)) = &self.record {
+                record.messages_out.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -654,6 +675,9 @@ impl Client {
             }
         }
         self.broker.stats.clients_connected.fetch_sub(1, Ordering::Relaxed);
+        if let Some((record_id, _)) = self.record.take() {
+            self.broker.stats.unregister_client(record_id);
+        }
         info!(
             listener = %self.listener.name,
             peer = %self.peer,

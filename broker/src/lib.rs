@@ -20,6 +20,7 @@ pub mod retain;
 pub mod router;
 pub mod session;
 pub mod stats;
+pub mod sys;
 pub mod topic;
 pub mod transport;
 pub mod will;

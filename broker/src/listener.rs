@@ -92,14 +92,14 @@ impl Listener {
             };
             if !self.config.allows(peer.ip()) {
                 warn!(listener = %self.config.name, peer = %peer, "connection refused: address not in the listener's allow-list");
-                broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                broker.stats.record_refusal(&self.config.name, peer, "address not in the listener's allow-list");
                 drop(stream);
                 continue;
             }
             let max = self.config.max_connections;
             if max > 0 && open.load(Ordering::Relaxed) >= max {
                 warn!(listener = %self.config.name, peer = %peer, max_connections = max, "connection refused: listener is at max_connections");
-                broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                broker.stats.record_refusal(&self.config.name, peer, "listener is at max_connections");
                 drop(stream);
                 continue;
             }
@@ -168,7 +168,7 @@ async fn tls_handshake(
         Ok(stream) => Some(stream),
         Err(error) => {
             warn!(listener = %info.name, peer = %peer, "connection refused: {error}");
-            broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            broker.stats.record_refusal(&info.name, peer, &error.to_string());
             None
         }
     }
@@ -202,7 +202,7 @@ where
         }
         Err(error) => {
             warn!(listener = %info.name, peer = %peer, "connection refused: {error}");
-            broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            broker.stats.record_refusal(&info.name, peer, &error.to_string());
             None
         }
     }

@@ -73,7 +73,7 @@ pub struct Delivery {
     /// QoS this subscriber receives: min(publish QoS, subscription QoS).
     pub qos: Qos,
     /// RETAIN flag to send: set for retained messages sent on SUBSCRIBE, and for live
-    /// messages only where the v5 Retain As Published option asks for it.
+    /// messages only where the v5 Retain As Published option is set.
     pub retain: bool,
     /// v5 Subscription Identifiers of the matching subscriptions.
     pub subscription_ids: Vec<u32>,

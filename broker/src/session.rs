@@ -76,7 +76,7 @@ pub enum SessionExpiry {
     OnDisconnect,
     /// Kept this many seconds after the connection closes.
     After(Duration),
-    /// Kept until the client ends it (3.1.1 clean session 0, v5 expiry 0xFFFFFFFF).
+    /// Kept until a clean start ends it: MQTT 3.1.1 clean session 0, or MQTT 5.0 expiry 0xFFFFFFFF.
     Never,
 }
 
@@ -91,7 +91,7 @@ impl SessionExpiry {
     }
 }
 
-/// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
+/// Stage of an outgoing QoS 1/2 message in its acknowledgement flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutgoingStage {
     /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).

@@ -28,6 +28,9 @@ pub struct Settings {
     /// Level of the log output.
     pub log_level: LogLevel,
 
+    /// Seconds between two publications of the `$SYS` topics; 0 turns them off.
+    pub sys_interval_secs: u64,
+
     /// Protocol and memory limits.
     pub limits: Limits,
 

@@ -1,4 +1,4 @@
-//! What a connection does with each packet the client sends after CONNECT.
+//! Handlers for the packets a client sends after CONNECT.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -123,6 +123,9 @@ impl Client {
 
     fn on_publish(&mut self, message: Result<Message, String>, packet_id: Option<u16>) {
         self.is_publisher = true;
+        if let Some((_, record)) = &self.record {
+            record.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let message = match message {
             Ok(message) => message,
             Err(reason) => {
@@ -202,7 +205,7 @@ impl Client {
             let filter = match SubscriptionFilter::parse(&entry.filter, max_levels) {
                 Ok(filter) => filter,
                 Err(error) => {
-                    warn!(client_id = %self.client_id, filter = %entry.filter, "subscription refused: {error}");
+                    warn!(client_id = %self.client_id, filter = %entry.filter, "subscription rejected: invalid topic filter: {error}");
                     outcomes.push(SubscribeOutcome::TopicFilterInvalid);
                     continue;
                 }

@@ -33,13 +33,13 @@ pub const STORE_FILE: &str = "store.redb";
 /// When writes reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PersistMode {
-    /// Each acknowledgement waits for fsync of the batch that holds it.
+    /// Each acknowledgement waits for the fsync of the batch that contains it.
     Durable,
     /// Written in the background at most once per interval; acknowledgements do not wait.
     Relaxed(Duration),
 }
 
-/// Why the store could not be used.
+/// Error of opening or reading the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store {path} cannot be opened: {reason}; run `lpiotia-mqtt store check` for details and `lpiotia-mqtt store repair` to move it aside and keep what is readable")]

@@ -19,7 +19,7 @@ use crate::topic::SubscriptionFilter;
 
 const FORMAT_VERSION: u8 = 1;
 
-/// Why a stored record could not be read back.
+/// Error of decoding a stored record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("corrupt {kind} record: {reason}")]
 pub struct RecordError {
@@ -181,7 +181,7 @@ fn split_fixed_header(packet: &[u8]) -> Option<(u8, &[u8])> {
 #[derive(Debug, Clone)]
 pub struct QueueEntry {
     pub delivery: Delivery,
-    /// Where it stood when last written: still queued, or in flight under `packet_id`.
+    /// Stage when last written: `None` while queued, else in flight under `packet_id`.
     pub stage: Option<OutgoingStage>,
     pub packet_id: u16,
 }

@@ -59,7 +59,7 @@ fn ensure_tables(database: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// What a full read found.
+/// Content found by a full read.
 struct ReadResult {
     state: RestoredState,
     purge: Vec<Op>,
@@ -189,7 +189,7 @@ pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
 /// Outcome of `store repair`.
 #[derive(Debug, Clone)]
 pub struct RepairReport {
-    /// Where the damaged file was moved; it is never deleted.
+    /// New path of the damaged file, which is never deleted.
     pub moved_to: PathBuf,
     pub retained: usize,
     pub sessions: usize,
