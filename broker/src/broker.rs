@@ -315,16 +315,22 @@ impl Broker {
         PublishOutcome { queued, durable }
     }
 
-    /// Writes a stored queue entry again, for example when it goes in flight or its QoS 2
-    /// flow advances. Does nothing for entries that are not stored.
-    pub fn update_queued(&self, session: &Session, delivery: &Delivery, stage: Option<crate::session::OutgoingStage>, packet_id: u16) {
-        let (Some(store), true) = (&self.store, delivery.seq != 0) else { return };
+    /// Writes a stored queue entry again when its QoS 2 flow advances; returns a receiver
+    /// in durable mode. Does nothing for entries that are not stored.
+    pub fn update_queued(
+        &self,
+        session: &Session,
+        delivery: &Delivery,
+        stage: Option<crate::session::OutgoingStage>,
+        packet_id: u16,
+    ) -> Option<oneshot::Receiver<()>> {
+        let (Some(store), true) = (&self.store, delivery.seq != 0) else { return None };
         let entry = QueueEntry { delivery: delivery.clone(), stage, packet_id };
-        store.submit_background(vec![Op::PutQueued {
+        store.submit(vec![Op::PutQueued {
             client_id: Arc::clone(&session.client_id),
             seq: delivery.seq,
             record: crate::persist::encode_queue_entry(&entry, &Clock::now()),
-        }]);
+        }])
     }
 
     /// Removes a stored queue entry once the client has acknowledged it or it expired.

@@ -607,7 +607,12 @@ impl Client {
                     session.requeue_front(&mut state, delivery);
                     return;
                 } else {
-                    let Some(packet_id) = state.next_packet_id() else {
+                    let packet_id = match delivery.seq {
+                        0 => state.next_packet_id(),
+                        seq => Some(crate::session::packet_id_for_seq(seq)).filter(|id| !state.inflight.contains_key(id)),
+                    };
+                    let Some(packet_id) = packet_id else {
+                        // No free packet id: wait for an acknowledgement to release one.
                         session.requeue_front(&mut state, delivery);
                         return;
                     };
@@ -623,11 +628,6 @@ impl Client {
             };
             if let Some(packet_id) = packet_id {
                 let _ = self.codec.register_packet_id(packet_id);
-                // A QoS 2 message must keep its packet id across a restart, or the client
-                // would take the resent PUBLISH for a new message.
-                if delivery.qos == Qos::ExactlyOnce {
-                    self.broker.update_queued(session, &delivery, Some(crate::session::OutgoingStage::AwaitingAck), packet_id);
-                }
             }
             let packet = packets::publish(self.version, &delivery, packet_id, false, now);
             if let Some(error) = self.send_packet(packet) {

@@ -306,6 +306,15 @@ impl Session {
     }
 }
 
+/// Returns the packet id of a stored queue entry, derived from its sequence number.
+///
+/// A QoS 2 message must keep its packet id across a crash, or the client would take the
+/// PUBLISH sent again for a new message and deliver it twice. Deriving the id from the
+/// stored sequence number gives the same id after a restart without a write per send.
+pub fn packet_id_for_seq(seq: u64) -> u16 {
+    ((seq - 1) % u64::from(u16::MAX) + 1) as u16
+}
+
 impl SessionState {
     /// Returns whether the session outlives its connection, and so is written to the store.
     pub fn is_persistent(&self) -> bool {
@@ -319,7 +328,8 @@ impl SessionState {
         seq
     }
 
-    /// Allocates a packet id not used by any message in flight.
+    /// Allocates a packet id not used by any message in flight, for messages that are not
+    /// stored (stored ones use [`packet_id_for_seq`]).
     pub fn next_packet_id(&mut self) -> Option<u16> {
         for _ in 0..u16::MAX {
             self.last_packet_id = self.last_packet_id.wrapping_add(1);

@@ -190,10 +190,13 @@ impl Client {
             outgoing.stage = OutgoingStage::AwaitingPubcomp;
             outgoing.delivery.clone()
         });
-        if let Some(delivery) = delivery {
-            self.broker.update_queued(&session, &delivery, Some(OutgoingStage::AwaitingPubcomp), packet_id);
-        }
-        self.send_packet(packets::pubrel(self.version, packet_id));
+        // PUBREL goes out only once the store knows the client has the message: after a crash
+        // the broker must send PUBREL again, not the PUBLISH.
+        let durable = delivery.and_then(|delivery| {
+            self.broker.update_queued(&session, &delivery, Some(OutgoingStage::AwaitingPubcomp), packet_id)
+        });
+        let pubrel = packets::pubrel(self.version, packet_id);
+        self.acknowledge(durable, pubrel);
     }
 
     fn on_subscribe(&mut self, packet_id: u16, entries: Vec<SubscribeEntry>, identifier: Option<u32>) {
