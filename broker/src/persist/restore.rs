@@ -41,7 +41,10 @@ fn open_error(path: &Path, error: impl std::fmt::Display) -> StoreError {
 /// Opens or creates the store file (mode 0600), reads it, and returns the operations that
 /// delete what has expired.
 pub(super) fn open_and_read(path: &Path) -> Result<(Database, RestoredState, Vec<Op>), StoreError> {
-    let database = Database::create(path).map_err(|error| open_error(path, error))?;
+    let mut database = Database::create(path).map_err(|error| open_error(path, error))?;
+    // redb gives free pages back to the file system only when compacted, and compaction
+    // needs the database to itself: the start is the moment for it.
+    database.compact(redb::CompactionMode::Balanced).map_err(|error| open_error(path, error))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|error| StoreError::Io { path: path.to_owned(), reason: format!("cannot set mode 0600: {error}") })?;
     ensure_tables(&database).map_err(|error| open_error(path, error))?;
