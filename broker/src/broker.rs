@@ -204,11 +204,15 @@ impl Broker {
         }
     }
 
-    /// Re-reads the password file; on error the users loaded before stay in force.
-    pub fn reload_passwords(&self) -> Result<usize, AuthError> {
+    /// Re-reads the password file. On error, and for a file whose lines are all malformed,
+    /// the users loaded before stay in force.
+    pub fn reload_passwords(&self) -> Result<usize, ReloadError> {
         let report = PasswordFile::load(&self.config.password_file)?;
         for warning in &report.warnings {
             warn!(file = %self.config.password_file.display(), "password file: {warning}, line ignored");
+        }
+        if report.file.is_empty() && !report.warnings.is_empty() {
+            return Err(ReloadError::NoValidUser { malformed: report.warnings.len() });
         }
         let users = report.file.len();
         *self.passwords.write() = Arc::new(report.file);
@@ -486,6 +490,15 @@ impl Broker {
             }
         });
     }
+}
+
+/// Error of [`Broker::reload_passwords`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Read(#[from] AuthError),
+    #[error("no valid user in the file ({malformed} malformed lines); fix the file and send SIGHUP again")]
+    NoValidUser { malformed: usize },
 }
 
 /// Error of [`Broker::attach_session`].

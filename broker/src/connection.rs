@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::broker::{Attached, Broker};
-use crate::handshake::{read_first_packet, ConnectRequest, ProtocolVersion};
+use crate::handshake::{read_first_packet, ConnectRequest, HandshakeError, ProtocolVersion};
 use crate::outbound::Outbound;
 use crate::packets::{self, ConnectOutcome};
 use crate::session::{Session, SessionExpiry};
@@ -100,6 +100,11 @@ where
     let max_packet_size = broker.config.max_packet_size as usize;
     let first = match read_first_packet(&mut reader, broker.config.connect_timeout, max_packet_size).await {
         Ok(first) => first,
+        Err(HandshakeError::Closed) => {
+            info!(listener = %listener.name, peer = %peer, "connection closed by the client before CONNECT");
+            outbound.close().await;
+            return;
+        }
         Err(error) => {
             warn!(listener = %listener.name, peer = %peer, "connection refused before CONNECT: {error}");
             broker.stats.record_refusal(&listener.name, peer, &format!("before CONNECT: {error}"));

@@ -83,7 +83,12 @@ where
         let mut chunk = [0u8; 4096];
         let read = tokio::time::timeout_at(deadline, reader.read(&mut chunk))
             .await
-            .map_err(|_| HandshakeError::Timeout(timeout))??;
+            .map_err(|_| HandshakeError::Timeout(timeout))?
+            .map_err(|error| match error.kind() {
+                // TLS reports a peer that closed without close_notify this way.
+                std::io::ErrorKind::UnexpectedEof => HandshakeError::Closed,
+                _ => HandshakeError::Io(error),
+            })?;
         if read == 0 {
             return Err(HandshakeError::Closed);
         }
