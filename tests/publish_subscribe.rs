@@ -1,0 +1,190 @@
+//! Topic matching: wildcards, `$` topics, shared subscriptions, and clients of different
+//! protocol versions on one broker.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::mosquitto::{self, Subscriber, Version};
+use common::raw::RawClient;
+use common::Broker;
+
+/// Topic published last by a test, to which every subscriber also subscribed. Messages from
+/// one publisher arrive in order, so a subscriber that receives the marker has received all
+/// messages published before it.
+const END_MARKER_TOPIC: &str = "sync/end";
+
+/// Reads PUBLISH packets up to the end marker and returns their topics.
+fn topics_until_marker(client: &mut RawClient, name: &str) -> Vec<String> {
+    let mut topics = Vec::new();
+    loop {
+        let publish = client
+            .next_publish(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("subscriber {name} got no end marker within 10 s; topics so far: {topics:?}"));
+        if publish.topic == END_MARKER_TOPIC {
+            return topics;
+        }
+        topics.push(publish.topic);
+    }
+}
+
+#[test]
+fn sys_topic_not_matched_by_wildcards() {
+    let broker = Broker::start("");
+    let mut hash = RawClient::login_admin(broker.addr, 4, "hash");
+    hash.subscribe_ok(&[("#", 1)]);
+    let mut plus = RawClient::login_admin(broker.addr, 4, "plus");
+    plus.subscribe_ok(&[("+/x", 1), (END_MARKER_TOPIC, 1)]);
+    let mut sys = RawClient::login_admin(broker.addr, 4, "sys");
+    sys.subscribe_ok(&[("$SYS/#", 1)]);
+
+    let mut publisher = RawClient::login_admin(broker.addr, 4, "publisher");
+    publisher.publish("$SYS/x", 1, false, b"dollar");
+    publisher.publish("plain/x", 1, false, b"plain");
+    publisher.publish(END_MARKER_TOPIC, 1, false, b"end");
+
+    // MQTT 3.1.1 section 4.7.2: topics starting with `$` do not match filters starting
+    // with a wildcard. The broker's own `$SYS` messages must not reach `#` either.
+    let hash_topics = topics_until_marker(&mut hash, "#");
+    assert!(hash_topics.iter().all(|topic| !topic.starts_with('$')), "`#` received $ topics: {hash_topics:?}");
+    assert!(hash_topics.contains(&"plain/x".to_string()), "`#` missed plain/x: {hash_topics:?}");
+
+    let plus_topics = topics_until_marker(&mut plus, "+/x");
+    assert_eq!(plus_topics, vec!["plain/x".to_string()], "`+/x` received");
+
+    let mut sys_topics = Vec::new();
+    let found = common::wait_until(Duration::from_secs(10), || {
+        while let Some(publish) = sys.next_publish(Duration::from_millis(100)) {
+            sys_topics.push(publish.topic);
+        }
+        sys_topics.iter().any(|topic| topic == "$SYS/x")
+    });
+    assert!(found, "`$SYS/#` did not receive $SYS/x; got {sys_topics:?}");
+}
+
+#[test]
+fn wildcard_matching() {
+    let broker = Broker::start("");
+    let topics = [
+        "sport",
+        "sport/",
+        "sport/tennis",
+        "sport/tennis/player1",
+        "sport/tennis/player1/ranking",
+        "/finance",
+        "Sport/tennis",
+    ];
+    // Expected matches from MQTT 3.1.1 section 4.7.1 and its examples.
+    let cases: [(&str, &[&str]); 9] = [
+        ("sport/tennis/+", &["sport/tennis/player1"]),
+        ("sport/#", &["sport", "sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking"]),
+        ("sport/tennis/#", &["sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking"]),
+        ("sport/+", &["sport/", "sport/tennis"]),
+        ("+/+", &["sport/", "sport/tennis", "/finance", "Sport/tennis"]),
+        ("/+", &["/finance"]),
+        ("+", &["sport"]),
+        ("+/tennis/#", &["sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking", "Sport/tennis"]),
+        ("sport/tennis", &["sport/tennis"]),
+    ];
+
+    let mut subscribers: Vec<(&str, RawClient)> = Vec::new();
+    for (index, &(filter, _)) in cases.iter().enumerate() {
+        let mut client = RawClient::login_admin(broker.addr, 4, &format!("wildcard-{index}"));
+        client.subscribe_ok(&[(filter, 1), (END_MARKER_TOPIC, 1)]);
+        subscribers.push((filter, client));
+    }
+
+    let mut publisher = RawClient::login_admin(broker.addr, 4, "wildcard-publisher");
+    for topic in topics {
+        publisher.publish(topic, 1, false, topic.as_bytes());
+    }
+    publisher.publish(END_MARKER_TOPIC, 1, false, b"end");
+
+    for ((filter, client), (_, expected)) in subscribers.iter_mut().zip(cases.iter()) {
+        let received: BTreeSet<String> = topics_until_marker(client, filter).into_iter().collect();
+        let expected: BTreeSet<String> = expected.iter().map(|topic| topic.to_string()).collect();
+        assert_eq!(received, expected, "topics matched by filter {filter:?}");
+    }
+}
+
+#[test]
+fn shared_subscription_splits_load() {
+    let broker = Broker::start("");
+    let filter = "$share/workers/jobs/new";
+    let mut first = RawClient::login_admin(broker.addr, 5, "worker-1");
+    first.subscribe_ok(&[(filter, 1)]);
+    let mut second = RawClient::login_admin(broker.addr, 5, "worker-2");
+    second.subscribe_ok(&[(filter, 1)]);
+    let mut observer = RawClient::login_admin(broker.addr, 5, "observer");
+    observer.subscribe_ok(&[("jobs/new", 1)]);
+
+    const COUNT: usize = 100;
+    let mut publisher = RawClient::login_admin(broker.addr, 5, "dispatcher");
+    for index in 0..COUNT {
+        publisher.publish("jobs/new", 1, false, format!("job-{index}").as_bytes());
+    }
+
+    // Every message goes to exactly one member of the group; a plain subscriber gets all.
+    let observed = observer.expect_publishes(COUNT, Duration::from_secs(10));
+    assert_eq!(observed.len(), COUNT);
+
+    let mut deliveries: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_worker = Vec::new();
+    for (name, client) in [("worker-1", &mut first), ("worker-2", &mut second)] {
+        let received = client.drain_publishes(Duration::from_secs(2));
+        for publish in &received {
+            assert_eq!(publish.topic, "jobs/new", "{name} got a topic other than the one published");
+            *deliveries.entry(publish.payload_text()).or_default() += 1;
+        }
+        per_worker.push((name, received.len()));
+    }
+
+    let duplicates: Vec<_> = deliveries.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(duplicates.is_empty(), "messages delivered to both group members: {duplicates:?}");
+    assert_eq!(deliveries.len(), COUNT, "distinct messages delivered to the group; per worker {per_worker:?}");
+    for (name, count) in &per_worker {
+        assert!(*count > 0, "{name} received none of {COUNT} messages; per worker {per_worker:?}");
+    }
+}
+
+#[test]
+fn versions_interoperate() {
+    let broker = Broker::start("");
+    let mut subscribers = Vec::new();
+    for version in Version::ALL {
+        let mut args = vec!["-V", version.flag(), "-t", "mixed/#", "-q", "1", "-C", "3", "-W", "15"];
+        args.extend(mosquitto::admin_login());
+        subscribers.push((version, Subscriber::start(&broker, &args)));
+    }
+
+    for version in Version::ALL {
+        let topic = format!("mixed/{}", version.flag());
+        mosquitto::publish_ok(&broker, version, &topic, 1, &format!("from-{}", version.flag()));
+    }
+
+    let expected: BTreeSet<String> = Version::ALL.iter().map(|version| format!("from-{}", version.flag())).collect();
+    for (version, subscriber) in subscribers {
+        let (code, messages) = subscriber.wait(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "mosquitto_sub {version:?} exit code");
+        let payloads: BTreeSet<String> = messages.iter().map(|message| message.payload.clone()).collect();
+        assert_eq!(payloads, expected, "messages received by the {version:?} subscriber");
+    }
+}
+
+#[test]
+fn v31_publisher_to_v5_subscriber() {
+    let broker = Broker::start("");
+    let mut subscriber = RawClient::login_admin(broker.addr, 5, "modern");
+    subscriber.subscribe_ok(&[("legacy/temperature", 2)]);
+    let mut publisher = RawClient::login_admin(broker.addr, 3, "legacy");
+
+    publisher.publish("legacy/temperature", 2, false, b"21.5");
+
+    let publish = subscriber
+        .next_publish(Duration::from_secs(5))
+        .expect("v5 subscriber received nothing from the v3.1 publisher");
+    assert_eq!(publish.topic, "legacy/temperature");
+    assert_eq!(publish.payload, b"21.5");
+    assert_eq!(publish.qos, 2);
+}
