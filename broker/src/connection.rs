@@ -29,6 +29,7 @@ use crate::outbound::Outbound;
 use crate::packets::{self, ConnectOutcome};
 use crate::session::{Session, SessionExpiry};
 use crate::stats::ClientRecord;
+use crate::topic::validate_topic_name;
 use crate::will::{publish_will, Will};
 
 mod inbound;
@@ -220,6 +221,18 @@ impl Client {
 
     /// Authenticates, attaches the session and sends CONNACK; returns None after a refusal.
     async fn accept(&mut self, mut request: ConnectRequest, owner: CancellationToken) -> Option<Attached> {
+        if let Some(will) = &request.will {
+            if let Err(error) = validate_topic_name(&will.message.topic, self.broker.config.max_topic_levels) {
+                let reason = format!("invalid will topic {:?}: {error}", will.message.topic);
+                // MQTT 3.1.1 has no CONNACK code for this: the connection is closed as malformed.
+                if request.version == ProtocolVersion::V5 {
+                    self.refuse(&request, ConnectOutcome::TopicNameInvalid, &reason);
+                } else {
+                    self.refused_log(Some(&request.client_id), request.username.as_deref(), &reason);
+                }
+                return None;
+            }
+        }
         let outcome = self.check_credentials(&request).await;
         if outcome != ConnectOutcome::Accepted {
             let reason = match outcome {

@@ -66,6 +66,8 @@ pub enum ConnectOutcome {
     NotAuthorized,
     ClientIdRejected,
     ServerUnavailable,
+    /// v5 only: the will topic is not a valid topic name.
+    TopicNameInvalid,
 }
 
 impl ConnectOutcome {
@@ -75,6 +77,7 @@ impl ConnectOutcome {
             ConnectOutcome::BadCredentials | ConnectOutcome::NotAuthorized => ConnectReturnCode::NotAuthorized,
             ConnectOutcome::ClientIdRejected => ConnectReturnCode::IdentifierRejected,
             ConnectOutcome::ServerUnavailable => ConnectReturnCode::ServerUnavailable,
+            ConnectOutcome::TopicNameInvalid => ConnectReturnCode::NotAuthorized,
         }
     }
 
@@ -85,6 +88,7 @@ impl ConnectOutcome {
             ConnectOutcome::NotAuthorized => ConnectReasonCode::NotAuthorized,
             ConnectOutcome::ClientIdRejected => ConnectReasonCode::ClientIdentifierNotValid,
             ConnectOutcome::ServerUnavailable => ConnectReasonCode::ServerUnavailable,
+            ConnectOutcome::TopicNameInvalid => ConnectReasonCode::TopicNameInvalid,
         }
     }
 }

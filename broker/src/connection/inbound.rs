@@ -135,6 +135,16 @@ impl Client {
                 return;
             }
         };
+        if message.topic.starts_with(crate::sys::SYS_PREFIX) {
+            // Only the broker publishes $SYS topics; like Mosquitto, acknowledge and drop.
+            debug!(client_id = %self.client_id, topic = %message.topic, "PUBLISH to a $SYS topic dropped");
+            match (message.qos, packet_id) {
+                (Qos::AtLeastOnce, Some(id)) => self.acknowledge(None, packets::puback(self.version, id, false)),
+                (Qos::ExactlyOnce, Some(id)) => self.acknowledge(None, packets::pubrec(self.version, id, false)),
+                _ => {}
+            }
+            return;
+        }
         let qos = message.qos;
         let mut ops = Vec::new();
         if let (Qos::ExactlyOnce, Some(packet_id), Some(session)) = (qos, packet_id, &self.session) {
