@@ -37,6 +37,9 @@ mod inbound;
 /// Topic aliases a v5 client may use towards the broker (as Mosquitto's default).
 const TOPIC_ALIAS_MAXIMUM: u16 = 10;
 
+/// How long the broker waits, after DISCONNECT, for the client to close the connection.
+const CLIENT_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// While queues are over the global memory limit, a publisher waits this long at most
 /// between two reads.
 const PUBLISHER_PAUSE: Duration = Duration::from_secs(1);
@@ -198,6 +201,11 @@ impl Client {
         self.feed(&rest);
         self.process_received();
         self.event_loop(&mut reader, &owner).await;
+        if matches!(self.close, Some(CloseReason::ClientDisconnect { .. })) {
+            // Let the client close first: a WebSocket client sends its close frame after
+            // DISCONNECT, and closing the socket under it makes it fail with EPIPE.
+            let _ = tokio::time::timeout(CLIENT_CLOSE_WAIT, read_until_closed(&mut reader)).await;
+        }
         self.finish(guard).await;
     }
 
@@ -350,6 +358,14 @@ impl Client {
     }
 
     fn refuse(&mut self, request: &ConnectRequest, outcome: ConnectOutcome, reason: &str) {
+        if is_health_check(request) {
+            // `lpiotia-mqtt healthcheck` connects without credentials every 30 s in Docker;
+            // its expected refusal is not worth a warning or a place among the refusals.
+            debug!(peer = %self.peer, client_id = %request.client_id, "health check answered: {reason}");
+            let connack = packets::connack(request.version, outcome, false, Vec::new());
+            self.send_packet(connack);
+            return;
+        }
         let username = request.username.as_deref().unwrap_or("");
         let described = format!("client id {:?}, username {username:?}: {reason}", request.client_id);
         self.broker.stats.record_refusal(&self.listener.name, self.peer, &described);
@@ -714,6 +730,24 @@ async fn wait_for_store(pending: &mut VecDeque<PendingAck>) -> Result<(), tokio:
     match pending.front_mut().and_then(|ack| ack.wait.as_mut()) {
         Some(wait) => wait.await,
         None => Ok(()),
+    }
+}
+
+/// Prefix of the client id that `lpiotia-mqtt healthcheck` connects with.
+const HEALTH_CHECK_CLIENT_PREFIX: &str = "lpiotia-healthcheck-";
+
+/// Returns whether a CONNECT is a health check: the health check's client id, no credentials.
+fn is_health_check(request: &ConnectRequest) -> bool {
+    request.client_id.starts_with(HEALTH_CHECK_CLIENT_PREFIX) && request.username.is_none()
+}
+
+/// Reads and discards what the client still sends until it closes the connection.
+async fn read_until_closed<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut buf = [0u8; 1024];
+    while let Ok(count) = reader.read(&mut buf).await {
+        if count == 0 {
+            return;
+        }
     }
 }
 

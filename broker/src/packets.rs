@@ -187,6 +187,23 @@ pub fn puback(version: ProtocolVersion, packet_id: u16, matched: bool) -> Result
     Ok(builder.build()?.into())
 }
 
+/// PUBACK for a PUBLISH the client may not make; v5 says so with 0x87, older versions
+/// cannot tell.
+pub fn puback_not_authorized(version: ProtocolVersion, packet_id: u16) -> Result<Packet, MqttError> {
+    if version != ProtocolVersion::V5 {
+        return puback(version, packet_id, true);
+    }
+    Ok(v5_0::Puback::builder().packet_id(packet_id).reason_code(PubackReasonCode::NotAuthorized).build()?.into())
+}
+
+/// PUBREC for a QoS 2 PUBLISH the client may not make.
+pub fn pubrec_not_authorized(version: ProtocolVersion, packet_id: u16) -> Result<Packet, MqttError> {
+    if version != ProtocolVersion::V5 {
+        return pubrec(version, packet_id, true);
+    }
+    Ok(v5_0::Pubrec::builder().packet_id(packet_id).reason_code(PubrecReasonCode::NotAuthorized).build()?.into())
+}
+
 /// PUBREC for an incoming QoS 2 PUBLISH.
 pub fn pubrec(version: ProtocolVersion, packet_id: u16, matched: bool) -> Result<Packet, MqttError> {
     if version != ProtocolVersion::V5 {

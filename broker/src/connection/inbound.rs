@@ -139,8 +139,8 @@ impl Client {
             // Only the broker publishes $SYS topics; like Mosquitto, acknowledge and drop.
             debug!(client_id = %self.client_id, topic = %message.topic, "PUBLISH to a $SYS topic dropped");
             match (message.qos, packet_id) {
-                (Qos::AtLeastOnce, Some(id)) => self.acknowledge(None, packets::puback(self.version, id, false)),
-                (Qos::ExactlyOnce, Some(id)) => self.acknowledge(None, packets::pubrec(self.version, id, false)),
+                (Qos::AtLeastOnce, Some(id)) => self.acknowledge(None, packets::puback_not_authorized(self.version, id)),
+                (Qos::ExactlyOnce, Some(id)) => self.acknowledge(None, packets::pubrec_not_authorized(self.version, id)),
                 _ => {}
             }
             return;
