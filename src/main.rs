@@ -8,12 +8,17 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod certs;
+mod healthcheck;
+mod init;
 mod logging;
+mod notify;
 mod passwd;
 mod serve;
 mod settings;
+mod status;
 mod store;
 mod tls;
+mod uninstall;
 
 /// MQTT 3.1, 3.1.1 and 5.0 broker with one password file for all listeners.
 #[derive(Debug, Parser)]
@@ -47,6 +52,14 @@ enum Command {
     CheckConfig,
     /// Check or repair the durable store (stop the broker first).
     Store(store::StoreArgs),
+    /// Check that the broker answers MQTT on a plain listener: exit 0 on any CONNACK, else 1.
+    Healthcheck(healthcheck::HealthcheckArgs),
+    /// First-run setup: config file, CA and server certificate, first user, .env for Docker Compose.
+    Init(init::InitArgs),
+    /// Show the connected clients, counters and recent refusals of a running broker.
+    Status(status::StatusArgs),
+    /// Stop and remove the systemd service and the Compose stack; --purge also deletes the data.
+    Uninstall(uninstall::UninstallArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +70,10 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs::run(&cli, args),
         Command::CheckConfig => settings::check_config(&cli),
         Command::Store(args) => store::run(&cli, args),
+        Command::Healthcheck(args) => healthcheck::run(&cli, args),
+        Command::Init(args) => init::run(&cli, args),
+        Command::Status(args) => status::run(&cli, args),
+        Command::Uninstall(args) => uninstall::run(&cli, args),
     };
     match result {
         Ok(code) => code,

@@ -17,7 +17,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::{logging, settings, tls, Cli};
+use crate::{logging, notify, settings, tls, Cli};
 
 /// Environment variable that sets the first user's password when the password file is created.
 const ADMIN_PASSWORD_VARIABLE: &str = "LPIOTIA_MQTT_ADMIN_PASSWORD";
@@ -29,6 +29,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let settings = settings::load(cli)?;
     let level = cli.log_level.clone().unwrap_or_else(|| settings.log_level.as_str().to_owned());
     logging::init(&level);
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(serve(settings));
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -64,9 +65,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         lpiotia_broker::sys::spawn(Arc::clone(&broker), Duration::from_secs(settings.sys_interval_secs));
     }
     info!(version = env!("CARGO_PKG_VERSION"), data_dir = %settings.data_dir.display(), "broker started");
+    notify::spawn_status_updates(Arc::clone(&broker), Duration::from_secs(settings.sys_interval_secs));
 
     wait_for_stop(&broker, &tls_listeners).await?;
     info!("shutting down: closing client connections");
+    notify::stopping();
     broker.shutdown.cancel();
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while broker.stats.clients_connected.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
@@ -87,18 +90,32 @@ async fn wait_for_stop(broker: &Broker, tls_listeners: &[tls::TlsListener]) -> a
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    // READY=1 only now: `systemctl reload` sends SIGHUP, which would end the process before
+    // its handler is installed.
+    notify::ready();
     loop {
         tokio::select! {
             _ = hangup.recv() => {
                 info!("SIGHUP received: reloading the password file and TLS certificates");
+                notify::reloading();
                 if let Err(error) = broker.reload_passwords() {
                     error!("password file not reloaded, the previous users stay in force: {error}");
                 }
                 tls::reload(tls_listeners);
+                notify::ready();
             }
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: each client holds one file
+/// descriptor, and the usual soft limit of 1024 would cap the broker near 1000 clients.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open files limit"),
+        Err(error) => warn!("cannot raise the open files limit: {error}"),
     }
 }
 
