@@ -274,7 +274,6 @@ fn qos3_v5() {
 
 // MQTT-2.3.1-1: a QoS 1 PUBLISH needs a non-zero packet id.
 #[test]
-#[ignore = "broker bug: QoS 1 PUBLISH with packet id 0 gets no reply and no close"]
 fn packet_id_zero_qos1_v311() {
     assert_publish_rejected(4, &publish(4, b"pid/zero", 1, false, 0, b"x"), reason::PROTOCOL_ERROR);
 }
@@ -282,7 +281,6 @@ fn packet_id_zero_qos1_v311() {
 // MQTT-2.2.1-3 (5.0): packet id 0 on a QoS 2 PUBLISH is a Protocol Error, DISCONNECT 0x82
 // (Mosquitto treats it as a protocol error).
 #[test]
-#[ignore = "broker bug: QoS 2 PUBLISH with packet id 0 gets no reply and no close"]
 fn packet_id_zero_qos2_v5() {
     assert_publish_rejected(5, &publish(5, b"pid/zero", 2, false, 0, b"x"), reason::PROTOCOL_ERROR);
 }

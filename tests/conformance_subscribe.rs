@@ -241,7 +241,6 @@ fn subscribe_retain_handling_3_v5() {
 
 // MQTT-2.3.1-1: SUBSCRIBE needs a non-zero packet id.
 #[test]
-#[ignore = "broker bug: SUBSCRIBE with packet id 0 gets no reply and no close"]
 fn subscribe_packet_id_zero_v311() {
     assert_rejected(4, &subscribe_raw(4, 0, b"a", 0), reason::PROTOCOL_ERROR);
 }
@@ -249,21 +248,18 @@ fn subscribe_packet_id_zero_v311() {
 // MQTT-2.2.1-3 (5.0): packet id 0 on SUBSCRIBE is a Protocol Error, as on PUBLISH
 // (Mosquitto 2.0.11 sends 0x82 for PUBLISH but 0x81 here).
 #[test]
-#[ignore = "broker bug: SUBSCRIBE with packet id 0 gets no reply and no close"]
 fn subscribe_packet_id_zero_v5() {
     assert_rejected(5, &subscribe_raw(5, 0, b"a", 0), reason::PROTOCOL_ERROR);
 }
 
 // MQTT-2.3.1-1: UNSUBSCRIBE needs a non-zero packet id.
 #[test]
-#[ignore = "broker bug: UNSUBSCRIBE with packet id 0 gets no reply and no close"]
 fn unsubscribe_packet_id_zero_v311() {
     assert_rejected(4, &unsubscribe_raw(4, 0, b"a"), reason::PROTOCOL_ERROR);
 }
 
 // MQTT-2.2.1-3 (5.0): packet id 0 on UNSUBSCRIBE is a Protocol Error.
 #[test]
-#[ignore = "broker bug: UNSUBSCRIBE with packet id 0 gets no reply and no close"]
 fn unsubscribe_packet_id_zero_v5() {
     assert_rejected(5, &unsubscribe_raw(5, 0, b"a"), reason::PROTOCOL_ERROR);
 }

@@ -37,6 +37,14 @@ impl SubscribeEntry {
 }
 
 impl Client {
+    /// Ends the connection for a packet the protocol forbids: v5 gets DISCONNECT with
+    /// `reason` first, older versions a close.
+    fn protocol_violation(&mut self, reason: DisconnectReasonCode, description: &str) {
+        warn!(peer = %self.peer, client_id = %self.client_id, "closing connection: {description}");
+        self.send_disconnect(reason);
+        self.close = Some(CloseReason::ProtocolError(description.to_owned()));
+    }
+
     /// Acts on every decoded packet, in arrival order.
     pub(super) fn process_received(&mut self) {
         while let Some(packet) = self.received.pop_front() {
@@ -122,6 +130,10 @@ impl Client {
     }
 
     fn on_publish(&mut self, message: Result<Message, String>, packet_id: Option<u16>) {
+        if packet_id == Some(0) {
+            // MQTT-2.3.1-1: QoS 1 and 2 need a non-zero packet id.
+            return self.protocol_violation(DisconnectReasonCode::ProtocolError, "PUBLISH with packet id 0");
+        }
         self.is_publisher = true;
         if let Some((_, record)) = &self.record {
             record.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -210,6 +222,9 @@ impl Client {
     }
 
     fn on_subscribe(&mut self, packet_id: u16, entries: Vec<SubscribeEntry>, identifier: Option<u32>) {
+        if packet_id == 0 {
+            return self.protocol_violation(DisconnectReasonCode::ProtocolError, "SUBSCRIBE with packet id 0");
+        }
         let Some(session) = self.session.clone() else { return };
         let max_levels = self.broker.config.max_topic_levels;
         let mut outcomes = Vec::with_capacity(entries.len());
@@ -255,6 +270,9 @@ impl Client {
     }
 
     fn on_unsubscribe(&mut self, packet_id: u16, filters: Vec<String>) {
+        if packet_id == 0 {
+            return self.protocol_violation(DisconnectReasonCode::ProtocolError, "UNSUBSCRIBE with packet id 0");
+        }
         let Some(session) = self.session.clone() else { return };
         let max_levels = self.broker.config.max_topic_levels;
         let mut existed = Vec::with_capacity(filters.len());
