@@ -29,6 +29,13 @@ pub enum TopicError {
     InvalidSharedSubscription,
 }
 
+impl TopicError {
+    /// Returns whether the text breaks the syntax of topics, as opposed to a configured limit.
+    pub fn is_malformed(&self) -> bool {
+        !matches!(self, TopicError::TooManyLevels { .. })
+    }
+}
+
 /// Checks a topic name taken from a PUBLISH or a will.
 pub fn validate_topic_name(topic: &str, max_levels: usize) -> Result<(), TopicError> {
     if topic.is_empty() {

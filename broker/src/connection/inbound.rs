@@ -232,8 +232,15 @@ impl Client {
         for entry in entries {
             let filter = match SubscriptionFilter::parse(&entry.filter, max_levels) {
                 Ok(filter) => filter,
+                Err(error) if error.is_malformed() => {
+                    // A filter that breaks the syntax rules (MQTT-4.7.1-2, 4.7.1-3, 4.7.3-1,
+                    // 1.5.3-2) closes the connection, as Mosquitto does; a well-formed filter
+                    // over a limit gets a failure code in SUBACK.
+                    let description = format!("malformed topic filter {:?}: {error}", entry.filter.escape_debug().to_string());
+                    return self.protocol_violation(DisconnectReasonCode::MalformedPacket, &description);
+                }
                 Err(error) => {
-                    warn!(client_id = %self.client_id, filter = %entry.filter, "subscription rejected: invalid topic filter: {error}");
+                    warn!(client_id = %self.client_id, filter = %entry.filter.escape_debug(), "subscription rejected: invalid topic filter: {error}");
                     outcomes.push(SubscribeOutcome::TopicFilterInvalid);
                     continue;
                 }
@@ -277,9 +284,16 @@ impl Client {
         let max_levels = self.broker.config.max_topic_levels;
         let mut existed = Vec::with_capacity(filters.len());
         for raw in filters {
-            let Ok(filter) = SubscriptionFilter::parse(&raw, max_levels) else {
-                existed.push(None);
-                continue;
+            let filter = match SubscriptionFilter::parse(&raw, max_levels) {
+                Ok(filter) => filter,
+                Err(error) if error.is_malformed() => {
+                    let description = format!("malformed topic filter {:?}: {error}", raw.escape_debug().to_string());
+                    return self.protocol_violation(DisconnectReasonCode::MalformedPacket, &description);
+                }
+                Err(_) => {
+                    existed.push(None);
+                    continue;
+                }
             };
             let removed = self.broker.router.write().unsubscribe(session.id, &filter);
             session.lock().subscriptions.remove(&filter.to_string());
