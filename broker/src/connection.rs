@@ -16,7 +16,7 @@ use mqtt_protocol_core::mqtt::connection::{ConnectionOptions, Event, TimerKind};
 use mqtt_protocol_core::mqtt::packet::{
     AssignedClientIdentifier, GenericPacketTrait, Packet, Qos, ServerKeepAlive, TopicAliasMaximum,
 };
-use mqtt_protocol_core::mqtt::result_code::{DisconnectReasonCode, MqttError};
+use mqtt_protocol_core::mqtt::result_code::{ConnectReasonCode, DisconnectReasonCode, MqttError};
 use mqtt_protocol_core::mqtt::role::Server;
 use mqtt_protocol_core::mqtt::{Connection, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -211,7 +211,8 @@ impl Client {
 
     /// Feeds CONNECT to the codec and returns its fields, or None after a refusal.
     fn decode_connect(&mut self, connect: &[u8], is_mqtt31: bool) -> Option<ConnectRequest> {
-        let events = self.codec.recv(&mut Cursor::new(connect));
+        let mut events = self.codec.recv(&mut Cursor::new(connect));
+        refine_connack_reason(&mut events);
         let mut error = None;
         self.apply(events, &mut error);
         let request = match self.received.pop_front() {
@@ -730,6 +731,25 @@ async fn wait_for_store(pending: &mut VecDeque<PendingAck>) -> Result<(), tokio:
     match pending.front_mut().and_then(|ack| ack.wait.as_mut()) {
         Some(wait) => wait.await,
         None => Ok(()),
+    }
+}
+
+/// Gives a refusing v5 CONNACK from the codec the reason code of the error behind it: the
+/// codec sends 0x80 (unspecified) where MQTT 5.0 asks for 0x81 (malformed packet) or 0x82
+/// (protocol error).
+fn refine_connack_reason(events: &mut [Event]) {
+    let code = events.iter().find_map(|event| match event {
+        Event::NotifyError(MqttError::MalformedPacket) => Some(ConnectReasonCode::MalformedPacket),
+        Event::NotifyError(MqttError::ProtocolError) => Some(ConnectReasonCode::ProtocolError),
+        _ => None,
+    });
+    let Some(code) = code else { return };
+    for event in events.iter_mut() {
+        if let Event::RequestSendPacket { packet: packet @ Packet::V5_0Connack(_), .. } = event {
+            if let Ok(connack) = mqtt_protocol_core::mqtt::packet::v5_0::Connack::builder().session_present(false).reason_code(code).build() {
+                *packet = connack.into();
+            }
+        }
     }
 }
 

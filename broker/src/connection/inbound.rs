@@ -115,8 +115,10 @@ impl Client {
         qos: Qos,
         retain: bool,
         props: &[Property],
-    ) -> Result<Message, String> {
-        validate_topic_name(topic, self.broker.config.max_topic_levels).map_err(|e| format!("PUBLISH topic {topic:?}: {e}"))?;
+    ) -> Result<Message, (DisconnectReasonCode, String)> {
+        validate_topic_name(topic, self.broker.config.max_topic_levels)
+            .map_err(|e| (DisconnectReasonCode::TopicNameInvalid, format!("PUBLISH topic {:?}: {e}", topic.escape_debug().to_string())))?;
+        check_publish_properties(props)?;
         let (properties, expires_at) = Message::forwarded_properties(props, Instant::now());
         Ok(Message {
             topic: Arc::from(topic),
@@ -129,7 +131,7 @@ impl Client {
         })
     }
 
-    fn on_publish(&mut self, message: Result<Message, String>, packet_id: Option<u16>) {
+    fn on_publish(&mut self, message: Result<Message, (DisconnectReasonCode, String)>, packet_id: Option<u16>) {
         if packet_id == Some(0) {
             // MQTT-2.3.1-1: QoS 1 and 2 need a non-zero packet id.
             return self.protocol_violation(DisconnectReasonCode::ProtocolError, "PUBLISH with packet id 0");
@@ -140,12 +142,7 @@ impl Client {
         }
         let message = match message {
             Ok(message) => message,
-            Err(reason) => {
-                warn!(peer = %self.peer, client_id = %self.client_id, "closing connection: invalid {reason}");
-                self.send_disconnect(DisconnectReasonCode::TopicNameInvalid);
-                self.close = Some(CloseReason::ProtocolError(reason));
-                return;
-            }
+            Err((code, reason)) => return self.protocol_violation(code, &format!("invalid {reason}")),
         };
         if message.topic.starts_with(crate::sys::SYS_PREFIX) {
             // Only the broker publishes $SYS topics; like Mosquitto, acknowledge and drop.
@@ -317,12 +314,37 @@ impl Client {
             if state.expiry == SessionExpiry::OnDisconnect && interval != 0 {
                 // MQTT-3.14.2-2: a session that was to end at disconnect cannot be extended here.
                 drop(state);
-                self.send_disconnect(DisconnectReasonCode::ProtocolError);
-                self.close = Some(CloseReason::ProtocolError("DISCONNECT sets a session expiry after CONNECT set 0".into()));
-                return;
+                return self.protocol_violation(
+                    DisconnectReasonCode::ProtocolError,
+                    "DISCONNECT sets a session expiry after CONNECT set 0",
+                );
             }
             state.expiry = SessionExpiry::from_interval(interval);
         }
         self.close = Some(CloseReason::ClientDisconnect { with_will });
     }
+}
+
+/// Rejects v5 PUBLISH properties a client may not send: a Subscription Identifier
+/// (MQTT-3.3.4-6), a Response Topic with wildcards (MQTT-3.3.2-14) and U+0000 in a string
+/// property (MQTT-1.5.4-2).
+fn check_publish_properties(props: &[Property]) -> Result<(), (DisconnectReasonCode, String)> {
+    for prop in props {
+        match prop {
+            Property::SubscriptionIdentifier(_) => {
+                return Err((DisconnectReasonCode::ProtocolError, "PUBLISH from a client with a Subscription Identifier".into()));
+            }
+            Property::ResponseTopic(topic) if topic.val().contains(['+', '#']) => {
+                return Err((DisconnectReasonCode::ProtocolError, format!("Response Topic {:?} with a wildcard", topic.val())));
+            }
+            Property::ContentType(text) if text.val().contains('\0') => {
+                return Err((DisconnectReasonCode::MalformedPacket, "Content Type containing U+0000".into()));
+            }
+            Property::ResponseTopic(text) if text.val().contains('\0') => {
+                return Err((DisconnectReasonCode::MalformedPacket, "Response Topic containing U+0000".into()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
