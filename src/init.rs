@@ -51,8 +51,9 @@ const CONFIG_FILE_MODE: u32 = 0o644;
 /// Arguments of `lpiotia-mqtt init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Directory that receives config.toml (ignored when --config names the file).
-    #[arg(long, value_name = "DIR", default_value = "config")]
+    /// Directory that receives config.toml (ignored when --config names the file). The
+    /// default is not `config`, which in a clone of the repository is the config crate.
+    #[arg(long, value_name = "DIR", default_value = "lpiotia-config")]
     config_dir: PathBuf,
 
     /// .env file for docker/compose.yaml (default: docker/.env when ./docker exists, else

@@ -47,7 +47,7 @@ pub struct UninstallArgs {
     compose_file: PathBuf,
 
     /// Config directory that --purge deletes (default: the directory of --config, else
-    /// /etc/lpiotia-mqtt or ./config, whichever exists).
+    /// /etc/lpiotia-mqtt or ./lpiotia-config, whichever exists).
     #[arg(long, value_name = "DIR")]
     config_dir: Option<PathBuf>,
 }
@@ -219,7 +219,7 @@ fn plan_compose(args: &UninstallArgs, plan: &mut Plan) {
 }
 
 /// Returns the config directory: `--config-dir`, the directory of `--config`, the units'
-/// directory when a unit exists, or `./config`.
+/// directory when a unit exists, or `./lpiotia-config` (the default of `init`).
 fn config_dir(cli: &Cli, args: &UninstallArgs, units_found: bool) -> Option<PathBuf> {
     if let Some(dir) = &args.config_dir {
         return Some(dir.clone());
@@ -233,7 +233,7 @@ fn config_dir(cli: &Cli, args: &UninstallArgs, units_found: bool) -> Option<Path
     if units_found || unit_dir.is_dir() {
         return Some(unit_dir.to_path_buf());
     }
-    Some(PathBuf::from("config"))
+    Some(PathBuf::from("lpiotia-config"))
 }
 
 /// Refuses to delete the root directory, a top-level directory such as /usr, the current
@@ -243,7 +243,9 @@ fn check_deletable(path: &Path) -> anyhow::Result<()> {
     let depth = resolved.components().filter(|component| matches!(component, std::path::Component::Normal(_))).count();
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let current = std::env::current_dir().ok();
-    if depth < 2 || Some(&resolved) == home.as_ref() || Some(&resolved) == current.as_ref() {
+    // A directory with a Cargo.toml or a .git is source code, never broker data or config.
+    let is_source_tree = resolved.join("Cargo.toml").exists() || resolved.join(".git").exists();
+    if depth < 2 || is_source_tree || Some(&resolved) == home.as_ref() || Some(&resolved) == current.as_ref() {
         bail!(
             "refusing to delete {} (resolves to {}); delete it by hand if that is really meant",
             path.display(),

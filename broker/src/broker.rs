@@ -103,6 +103,8 @@ pub struct Broker {
     pub stats: Stats,
     /// Durable store; `None` when persistence is off.
     pub store: Option<Arc<Store>>,
+    /// Bounds the password checks running at once.
+    password_checks: tokio::sync::Semaphore,
 }
 
 /// Result of routing one PUBLISH.
@@ -127,6 +129,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             stats: Stats::default(),
             store: None,
+            password_checks: tokio::sync::Semaphore::new(password_check_slots()),
         })
     }
 
@@ -143,6 +146,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             stats: Stats::default(),
             store: Some(store),
+            password_checks: tokio::sync::Semaphore::new(password_check_slots()),
         });
         broker.restore(restored);
         broker
@@ -222,6 +226,9 @@ impl Broker {
 
     /// Checks a username and password against the password file.
     pub async fn verify_password(&self, username: &str, password: &[u8]) -> bool {
+        // Each argon2id check allocates about 19 MiB: without a bound, a burst of logins
+        // (or of wrong passwords) would grow memory by that much per connection.
+        let Ok(_permit) = self.password_checks.acquire().await else { return false };
         let passwords = Arc::clone(&self.passwords.read());
         let username = username.to_owned();
         let password = password.to_vec();
@@ -490,6 +497,11 @@ impl Broker {
             }
         });
     }
+}
+
+/// Returns how many password checks may run at once: one per CPU, at least two.
+fn password_check_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |cpus| cpus.get().max(2))
 }
 
 /// Error of [`Broker::reload_passwords`].
