@@ -64,13 +64,24 @@ impl Settings {
 }
 
 /// When the store writes to disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PersistenceMode {
     /// Acknowledgements wait until the message is on disk (fsync).
     Durable,
     /// Written in the background every `relaxed_interval_ms`.
     Relaxed,
+}
+
+impl<'de> Deserialize<'de> for PersistenceMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "durable" => Ok(PersistenceMode::Durable),
+            "relaxed" => Ok(PersistenceMode::Relaxed),
+            _ => Err(de::Error::custom("expected durable or relaxed")),
+        }
+    }
 }
 
 /// The section `[persistence]`.

@@ -595,3 +595,11 @@ fn max_fragment_size_range() {
     assert_eq!(key, "listeners.lan.max_fragment_size");
     assert!(load_toml("[listeners.lan]\nmax_fragment_size = 1024\n", &[]).is_ok());
 }
+
+#[test]
+fn persistence_mode_error_names_choices() {
+    let (key, value, expected, _) = invalid_value(load_toml("[persistence]\nmode = \"fast\"\n", &[]));
+    assert_eq!(key, "persistence.mode");
+    assert_eq!(value, "\"fast\"");
+    assert!(expected.contains("durable or relaxed"), "{expected}");
+}
