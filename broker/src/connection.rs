@@ -415,7 +415,8 @@ impl Client {
     where
         R: AsyncRead + Unpin,
     {
-        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        // 4 KiB: enough for several small packets per read, cheap for idle connections.
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let session = self.session.clone().expect("attached before the event loop");
         let shutdown = self.broker.shutdown.clone();
         let memory = Arc::clone(&self.broker.memory);

@@ -90,7 +90,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut written: u64 = 0;
-    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Grown on demand: an idle connection should not hold a 64 KiB buffer.
+    let mut batch: Vec<u8> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.clear();
         batch.extend_from_slice(&first);

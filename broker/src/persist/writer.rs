@@ -10,7 +10,7 @@ use tracing::{debug, error, info};
 use super::restore::{INCOMING, QUEUE, RETAINED, SESSIONS};
 use super::{Batch, Op, PersistMode};
 
-/// Batches taken into one commit at most, so one commit never grows without bound.
+/// Batches taken into one commit at most in durable mode, so one commit stays short.
 const MAX_BATCHES_PER_COMMIT: usize = 4096;
 /// Commits between two compactions; compaction runs only when the writer is idle.
 const COMMITS_PER_COMPACTION: u64 = 20_000;
@@ -25,8 +25,15 @@ pub(super) fn run(mut database: Database, path: PathBuf, mut rx: mpsc::Unbounded
                 std::thread::sleep(interval - elapsed);
             }
         }
+        // Relaxed mode commits once per interval, so it must take everything that waited,
+        // or a publisher faster than one commit's worth per interval would grow the backlog
+        // without end. Durable mode commits back to back and can bound each commit.
+        let max_batches = match mode {
+            PersistMode::Durable => MAX_BATCHES_PER_COMMIT,
+            PersistMode::Relaxed(_) => usize::MAX,
+        };
         let mut batches = vec![first];
-        while batches.len() < MAX_BATCHES_PER_COMMIT {
+        while batches.len() < max_batches {
             match rx.try_recv() {
                 Ok(batch) => batches.push(batch),
                 Err(_) => break,
