@@ -105,6 +105,12 @@ pub struct Broker {
     pub store: Option<Arc<Store>>,
     /// Bounds the password checks running at once.
     password_checks: tokio::sync::Semaphore,
+    /// Keyed digests of credentials that passed a check since the last reload, by username.
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+    /// Random key of those digests, so they are useless outside this process.
+    credential_key: [u8; 32],
+    /// Increased on every password file reload.
+    passwords_generation: AtomicU64,
 }
 
 /// Result of routing one PUBLISH.
@@ -130,6 +136,9 @@ impl Broker {
             stats: Stats::default(),
             store: None,
             password_checks: tokio::sync::Semaphore::new(password_check_slots()),
+            verified: Mutex::new(HashMap::new()),
+            credential_key: rand::random(),
+            passwords_generation: AtomicU64::new(0),
         })
     }
 
@@ -147,6 +156,9 @@ impl Broker {
             stats: Stats::default(),
             store: Some(store),
             password_checks: tokio::sync::Semaphore::new(password_check_slots()),
+            verified: Mutex::new(HashMap::new()),
+            credential_key: rand::random(),
+            passwords_generation: AtomicU64::new(0),
         });
         broker.restore(restored);
         broker
@@ -220,22 +232,47 @@ impl Broker {
         }
         let users = report.file.len();
         *self.passwords.write() = Arc::new(report.file);
+        self.passwords_generation.fetch_add(1, Ordering::AcqRel);
+        self.verified.lock().clear();
         info!(file = %self.config.password_file.display(), users, "password file reloaded");
         Ok(users)
     }
 
     /// Checks a username and password against the password file.
     pub async fn verify_password(&self, username: &str, password: &[u8]) -> bool {
+        // A client that reconnects with the credentials it used before is checked against a
+        // keyed SHA-256 of them kept in memory, not argon2id again: sensors reconnecting
+        // after a restart would otherwise be admitted at a few dozen per second.
+        let digest = self.credential_digest(username, password);
+        if self.verified.lock().get(username).is_some_and(|known| constant_time_eq(known, &digest)) {
+            return true;
+        }
         // Each argon2id check allocates about 19 MiB: without a bound, a burst of logins
         // (or of wrong passwords) would grow memory by that much per connection.
         let Ok(_permit) = self.password_checks.acquire().await else { return false };
         let passwords = Arc::clone(&self.passwords.read());
-        let username = username.to_owned();
-        let password = password.to_vec();
+        let generation = self.passwords_generation.load(Ordering::Acquire);
+        let owned_username = username.to_owned();
+        let owned_password = password.to_vec();
         // Password hashing (argon2id, PBKDF2) takes milliseconds: keep it off the I/O threads.
-        tokio::task::spawn_blocking(move || passwords.verify(&username, &password))
+        let valid = tokio::task::spawn_blocking(move || passwords.verify(&owned_username, &owned_password))
             .await
-            .unwrap_or(false)
+            .unwrap_or(false);
+        // A reload during the check may have changed this user: cache only if it did not.
+        if valid && self.passwords_generation.load(Ordering::Acquire) == generation {
+            self.verified.lock().insert(username.to_owned(), digest);
+        }
+        valid
+    }
+
+    fn credential_digest(&self, username: &str, password: &[u8]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(self.credential_key);
+        hasher.update((username.len() as u64).to_be_bytes());
+        hasher.update(username.as_bytes());
+        hasher.update(password);
+        hasher.finalize().into()
     }
 
     /// Returns the number of sessions, online and offline.
@@ -497,6 +534,11 @@ impl Broker {
             }
         });
     }
+}
+
+/// Compares two digests in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Returns how many password checks may run at once: one per CPU, at least two.
