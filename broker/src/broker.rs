@@ -212,6 +212,8 @@ impl Broker {
     }
 
     /// Returns the queue limits of a session with this expiry.
+    // NOTE: a persistent session's queue is kept in memory as well as in the store, so its
+    // limits bound memory too; only `global_queue_memory` keeps many of them in check.
     pub fn queue_limits(&self, expiry: SessionExpiry) -> QueueLimits {
         if expiry == SessionExpiry::OnDisconnect {
             QueueLimits { max_messages: self.config.max_queued_messages_clean, max_bytes: self.config.max_queued_bytes }

@@ -308,6 +308,8 @@ impl Client {
                 props.push(AssignedClientIdentifier::new(request.client_id.as_str()).ok()?.into());
             }
             props.push(TopicAliasMaximum::new(TOPIC_ALIAS_MAXIMUM).ok()?.into());
+            // NOTE: Server Keep Alive is announced, but the codec's keep-alive timer still
+            // runs on the client's own value (1.5 times it).
             if request.keep_alive > config.max_keepalive || (request.keep_alive == 0 && config.max_keepalive < u16::MAX) {
                 props.push(ServerKeepAlive::new(config.max_keepalive).ok()?.into());
             }
