@@ -123,28 +123,20 @@ pub struct PublishOutcome {
 }
 
 impl Broker {
+    /// Creates a broker that keeps everything in memory only.
     pub fn new(config: BrokerConfig, passwords: PasswordFile) -> Arc<Self> {
-        Arc::new(Broker {
-            memory: Arc::new(QueueMemory::new(config.global_queue_memory)),
-            retained: RwLock::new(RetainStore::new(config.max_retained_memory)),
-            config,
-            sessions: Mutex::new(HashMap::new()),
-            router: RwLock::new(Router::default()),
-            passwords: RwLock::new(Arc::new(passwords)),
-            next_session_id: AtomicU64::new(1),
-            shutdown: CancellationToken::new(),
-            stats: Stats::default(),
-            store: None,
-            password_checks: tokio::sync::Semaphore::new(password_check_slots()),
-            verified: Mutex::new(HashMap::new()),
-            credential_key: rand::random(),
-            passwords_generation: AtomicU64::new(0),
-        })
+        Arc::new(Broker::build(config, passwords, None))
     }
 
     /// Creates a broker backed by `store`, with the state read from it at start.
     pub fn with_store(config: BrokerConfig, passwords: PasswordFile, store: Arc<Store>, restored: RestoredState) -> Arc<Self> {
-        let broker = Arc::new(Broker {
+        let broker = Arc::new(Broker::build(config, passwords, Some(store)));
+        broker.restore(restored);
+        broker
+    }
+
+    fn build(config: BrokerConfig, passwords: PasswordFile, store: Option<Arc<Store>>) -> Broker {
+        Broker {
             memory: Arc::new(QueueMemory::new(config.global_queue_memory)),
             retained: RwLock::new(RetainStore::new(config.max_retained_memory)),
             config,
@@ -154,14 +146,12 @@ impl Broker {
             next_session_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             stats: Stats::default(),
-            store: Some(store),
+            store,
             password_checks: tokio::sync::Semaphore::new(password_check_slots()),
             verified: Mutex::new(HashMap::new()),
             credential_key: rand::random(),
             passwords_generation: AtomicU64::new(0),
-        });
-        broker.restore(restored);
-        broker
+        }
     }
 
     /// Rebuilds retained messages and offline sessions from the store.
