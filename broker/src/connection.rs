@@ -364,7 +364,7 @@ impl Client {
         if is_health_check(request) {
             // `lpiotia-mqtt healthcheck` connects without credentials every 30 s in Docker;
             // its expected refusal is not worth a warning or a place among the refusals.
-            debug!(peer = %self.peer, client_id = %request.client_id, "health check answered: {reason}");
+            debug!(peer = %self.peer, client_id = %request.client_id, "health check got its CONNACK: {reason}");
             let connack = packets::connack(request.version, outcome, false, Vec::new());
             self.send_packet(connack);
             return;
@@ -738,7 +738,7 @@ async fn wait_for_store(pending: &mut VecDeque<PendingAck>) -> Result<(), tokio:
 }
 
 /// Gives a refusing v5 CONNACK from the codec the reason code of the error behind it: the
-/// codec sends 0x80 (unspecified) where MQTT 5.0 asks for 0x81 (malformed packet) or 0x82
+/// codec sends 0x80 (unspecified) where MQTT 5.0 requires 0x81 (malformed packet) or 0x82
 /// (protocol error).
 fn refine_connack_reason(events: &mut [Event]) {
     let code = events.iter().find_map(|event| match event {

@@ -34,7 +34,7 @@ impl ProtocolVersion {
     }
 }
 
-/// Why the first packet was not accepted.
+/// Error of reading the first packet.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
     #[error("no CONNECT within {0:?}")]

@@ -159,7 +159,7 @@ pub fn suback(version: ProtocolVersion, packet_id: u16, outcomes: &[SubscribeOut
     Ok(v5_0::Suback::builder().packet_id(packet_id).reason_codes(codes).build()?.into())
 }
 
-/// Builds UNSUBACK; `existed` says, per filter, whether the subscription was there (v5).
+/// Builds UNSUBACK. For v5, `existed` gives per filter whether the subscription was there.
 pub fn unsuback(version: ProtocolVersion, packet_id: u16, existed: &[Option<bool>]) -> Result<Packet, MqttError> {
     if version != ProtocolVersion::V5 {
         return Ok(v3_1_1::Unsuback::builder().packet_id(packet_id).build()?.into());
@@ -175,7 +175,7 @@ pub fn unsuback(version: ProtocolVersion, packet_id: u16, existed: &[Option<bool
     Ok(v5_0::Unsuback::builder().packet_id(packet_id).reason_codes(codes).build()?.into())
 }
 
-/// PUBACK for an incoming QoS 1 PUBLISH; v5 says when no subscriber matched.
+/// Builds the PUBACK of an incoming QoS 1 PUBLISH. For v5 it carries 0x10 when no subscriber matched.
 pub fn puback(version: ProtocolVersion, packet_id: u16, matched: bool) -> Result<Packet, MqttError> {
     if version != ProtocolVersion::V5 {
         return Ok(v3_1_1::Puback::builder().packet_id(packet_id).build()?.into());
@@ -187,8 +187,8 @@ pub fn puback(version: ProtocolVersion, packet_id: u16, matched: bool) -> Result
     Ok(builder.build()?.into())
 }
 
-/// PUBACK for a PUBLISH the client may not make; v5 says so with 0x87, older versions
-/// cannot tell.
+/// Builds the PUBACK of a PUBLISH the client may not make: 0x87 for v5, a plain PUBACK for
+/// older versions, which have no code for it.
 pub fn puback_not_authorized(version: ProtocolVersion, packet_id: u16) -> Result<Packet, MqttError> {
     if version != ProtocolVersion::V5 {
         return puback(version, packet_id, true);

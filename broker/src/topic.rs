@@ -1,6 +1,6 @@
 //! Topic names and topic filters: validation and matching.
 //!
-//! A topic name (in PUBLISH and wills) is non-empty and holds no wildcard. A topic filter
+//! A topic name (in PUBLISH and wills) is non-empty and contains no wildcard. A topic filter
 //! (in SUBSCRIBE) may use `+` for one whole level and `#` as its last level. Topics that
 //! start with `$` are not matched by a filter whose first level is a wildcard, so `#` never
 //! delivers `$SYS/...` to an ordinary subscriber.
@@ -10,7 +10,7 @@ use std::fmt;
 /// Prefix of a shared subscription filter: `$share/GROUP/FILTER`.
 const SHARE_PREFIX: &str = "$share/";
 
-/// Why a topic name or topic filter is invalid.
+/// Error of validating a topic name or topic filter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
     #[error("topic is empty")]

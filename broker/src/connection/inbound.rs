@@ -209,7 +209,7 @@ impl Client {
             outgoing.stage = OutgoingStage::AwaitingPubcomp;
             outgoing.delivery.clone()
         });
-        // PUBREL goes out only once the store knows the client has the message: after a crash
+        // PUBREL goes out only once the store has recorded that the client has the message: after a crash
         // the broker must send PUBREL again, not the PUBLISH.
         let durable = delivery.and_then(|delivery| {
             self.broker.update_queued(&session, &delivery, Some(OutgoingStage::AwaitingPubcomp), packet_id)
@@ -231,8 +231,8 @@ impl Client {
                 Ok(filter) => filter,
                 Err(error) if error.is_malformed() => {
                     // A filter that breaks the syntax rules (MQTT-4.7.1-2, 4.7.1-3, 4.7.3-1,
-                    // 1.5.3-2) closes the connection, as Mosquitto does; a well-formed filter
-                    // over a limit gets a failure code in SUBACK.
+                    // 1.5.3-2) closes the connection, as Mosquitto does. A well-formed filter
+                    // over a limit gets a failure code in SUBACK instead.
                     let description = format!("malformed topic filter {:?}: {error}", entry.filter.escape_debug().to_string());
                     return self.protocol_violation(DisconnectReasonCode::MalformedPacket, &description);
                 }

@@ -28,15 +28,15 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// Subprotocols of MQTT over WebSocket, in order of preference.
 const MQTT_SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 
-/// What the HTTP exchange on a new WebSocket-listener connection came to.
+/// Result of the HTTP exchange on a new WebSocket-listener connection.
 pub enum HttpOutcome<S> {
     /// Upgraded: MQTT follows on this stream.
     Upgraded(WsByteStream<S>),
-    /// A plain HTTP request was answered; the connection is done.
+    /// A plain HTTP request got its response, and the connection is done.
     Answered { path: String, status: u16 },
 }
 
-/// Why the HTTP exchange failed.
+/// Error of the HTTP exchange.
 #[derive(Debug, thiserror::Error)]
 pub enum WebSocketError {
     #[error("no complete HTTP request within {0:?}")]
@@ -59,7 +59,7 @@ pub struct HttpSettings<'a> {
     pub status_text: String,
 }
 
-/// Reads one HTTP request and either upgrades it to MQTT over WebSocket or answers it.
+/// Reads one HTTP request and either upgrades it to MQTT over WebSocket or sends the response to it.
 pub async fn accept<S>(mut stream: S, settings: &HttpSettings<'_>, timeout: Duration) -> Result<HttpOutcome<S>, WebSocketError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
