@@ -139,7 +139,6 @@ fn unsubscribe_compares_exactly() {
 
 // MQTT-3.8.1-1, MQTT-2.2.2-2: SUBSCRIBE flags must be 0010; 0x80 closes the connection.
 #[test]
-#[ignore = "broker bug: SUBSCRIBE with flags 0000 is accepted"]
 fn subscribe_flags_zero_v311() {
     let mut bytes = encode::subscribe(4, 1, &Props::new(), &[("a", 0)]);
     bytes[0] = 0x80;
@@ -148,7 +147,6 @@ fn subscribe_flags_zero_v311() {
 
 // MQTT-3.8.1-1, MQTT-2.2.2-2: SUBSCRIBE flags 1010 (0x8A) close the connection.
 #[test]
-#[ignore = "broker bug: SUBSCRIBE with flags 1010 is accepted"]
 fn subscribe_flags_dup_set_v311() {
     let mut bytes = encode::subscribe(4, 1, &Props::new(), &[("a", 0)]);
     bytes[0] = 0x8A;
@@ -157,7 +155,6 @@ fn subscribe_flags_dup_set_v311() {
 
 // MQTT 5.0 section 2.1.3: invalid SUBSCRIBE flags (0x83) are a Malformed Packet.
 #[test]
-#[ignore = "broker bug: SUBSCRIBE with flags 0011 is accepted"]
 fn subscribe_flags_wrong_v5() {
     let mut bytes = encode::subscribe(5, 1, &Props::new(), &[("a", 0)]);
     bytes[0] = 0x83;
@@ -166,7 +163,6 @@ fn subscribe_flags_wrong_v5() {
 
 // MQTT-3.10.1-1: UNSUBSCRIBE flags must be 0010; 0xA0 closes the connection.
 #[test]
-#[ignore = "broker bug: UNSUBSCRIBE with flags 0000 is accepted"]
 fn unsubscribe_flags_wrong_v311() {
     let mut bytes = encode::unsubscribe(4, 1, &["a"]);
     bytes[0] = 0xA0;
@@ -175,7 +171,6 @@ fn unsubscribe_flags_wrong_v311() {
 
 // MQTT 5.0 section 2.1.3: invalid UNSUBSCRIBE flags (0xA0) are a Malformed Packet.
 #[test]
-#[ignore = "broker bug: UNSUBSCRIBE with flags 0000 is accepted"]
 fn unsubscribe_flags_wrong_v5() {
     let mut bytes = encode::unsubscribe(5, 1, &["a"]);
     bytes[0] = 0xA0;
@@ -214,14 +209,12 @@ fn subscribe_qos3_v311() {
 
 // MQTT 5.0 section 3.8.3.1: Maximum QoS 3 is a Protocol Error.
 #[test]
-#[ignore = "broker bug: Maximum QoS 3 gets DISCONNECT 0x81, not 0x82"]
 fn subscribe_qos3_v5() {
     assert_rejected(5, &subscribe_raw(5, 1, b"a", 3), reason::PROTOCOL_ERROR);
 }
 
 // MQTT-3-8.3-4 (3.1.1): a reserved bit of the requested-QoS byte set (0x04) closes.
 #[test]
-#[ignore = "broker bug: requested-QoS byte with reserved bit 2 set is accepted"]
 fn subscribe_reserved_option_bits_v311() {
     assert_rejected(4, &subscribe_raw(4, 1, b"a", 0x04), reason::MALFORMED_PACKET);
 }
@@ -234,7 +227,6 @@ fn subscribe_reserved_option_bits_v5() {
 
 // MQTT 5.0 section 3.8.3.1: Retain Handling 3 is a Protocol Error.
 #[test]
-#[ignore = "broker bug: Retain Handling 3 gets DISCONNECT 0x81, not 0x82"]
 fn subscribe_retain_handling_3_v5() {
     assert_rejected(5, &subscribe_raw(5, 1, b"a", options(0, false, false, 3)), reason::PROTOCOL_ERROR);
 }

@@ -31,6 +31,7 @@ use crate::session::{Session, SessionExpiry};
 use crate::stats::ClientRecord;
 use crate::topic::validate_topic_name;
 use crate::will::{publish_will, Will};
+use crate::wire::{self, PacketChecker, Violation, ViolationKind};
 
 mod inbound;
 
@@ -116,8 +117,30 @@ where
             return;
         }
     };
-    let options = ConnectionOptions::new().maximum_packet_size_recv(broker.config.max_packet_size);
+    let mut connect = first.connect;
+    let facts = match wire::check_connect(&connect) {
+        Ok(facts) => facts,
+        Err(violation) => {
+            refuse_connect(&broker, &listener, peer, &connect, &violation, &outbound);
+            outbound.close().await;
+            return;
+        }
+    };
+    if let Some(password) = facts.password_without_username {
+        connect = wire::strip_password(&connect, password);
+    }
+    let v5 = facts.level == 5;
+    let mut options = ConnectionOptions::new().maximum_packet_size_recv(broker.config.max_packet_size);
+    if v5 {
+        // The codec announces it in CONNACK and answers a client that exceeds it with
+        // DISCONNECT 0x93. MQTT 3.1.1 has no Receive Maximum, so there it stays unlimited.
+        options = options.receive_maximum(broker.config.max_inflight);
+    }
     let mut client = Client {
+        max_packet_size,
+        checker: PacketChecker::new(v5, TOPIC_ALIAS_MAXIMUM),
+        unparsed: Vec::new(),
+        keepalive: None,
         broker,
         codec: Connection::<Server>::with_options(Version::Undetermined, options),
         outbound,
@@ -139,11 +162,37 @@ where
     };
     client.codec.set_auto_ping_response(true);
     client.codec.set_auto_pub_response(false);
-    client.run(reader, first.connect, first.rest, first.is_mqtt31).await;
+    client.run(reader, connect, first.rest, first.is_mqtt31).await;
+}
+
+/// Refuses a CONNECT that failed [`wire::check_connect`]: an MQTT 5.0 client gets CONNACK
+/// with the reason code, an unsupported protocol level gets return code 0x01, and any other
+/// MQTT 3.1.1 refusal is a close without reply (MQTT-4.8.0-1).
+fn refuse_connect(broker: &Broker, listener: &ListenerInfo, peer: SocketAddr, connect: &[u8], violation: &Violation, outbound: &Outbound) {
+    warn!(listener = %listener.name, peer = %peer, "connection refused: {violation}");
+    broker.stats.record_refusal(&listener.name, peer, &format!("CONNECT: {violation}"));
+    let reply = if violation.kind == ViolationKind::UnsupportedProtocolVersion {
+        Some(vec![0x20, 0x02, 0x00, 0x01])
+    } else if wire::connect_level(connect) == Some(5) {
+        Some(vec![0x20, 0x03, 0x00, violation.connack_reason(), 0x00])
+    } else {
+        None
+    };
+    if let Some(reply) = reply {
+        broker.stats.bytes_sent.fetch_add(reply.len() as u64, Ordering::Relaxed);
+        outbound.send(reply);
+    }
 }
 
 /// State of one connection.
 struct Client {
+    max_packet_size: usize,
+    /// Checks each packet before the codec decodes it.
+    checker: PacketChecker,
+    /// Start of a packet whose remaining bytes have not arrived yet.
+    unparsed: Vec<u8>,
+    /// Keep alive in force, as the client asked or as the broker capped it.
+    keepalive: Option<Duration>,
     broker: Arc<Broker>,
     /// Codec and protocol state machine of this connection.
     codec: Connection<Server>,
@@ -199,7 +248,6 @@ impl Client {
         let guard = attached.guard;
         self.resend_inflight();
         self.feed(&rest);
-        self.process_received();
         self.event_loop(&mut reader, &owner).await;
         if matches!(self.close, Some(CloseReason::ClientDisconnect { .. })) {
             // Let the client close first: a WebSocket client sends its close frame after
@@ -268,6 +316,15 @@ impl Client {
             }
             request.client_id = format!("auto-{:016x}", rand::random::<u64>());
         }
+        let max_keepalive = self.broker.config.max_keepalive;
+        // 65535 is the largest keep alive MQTT can carry, so it means no cap. MQTT 3.1.1
+        // cannot tell a client a shorter keep alive, so its own value stands there, as in
+        // Mosquitto; MQTT 5.0 clients get Server Keep Alive in CONNACK.
+        let over_keepalive_cap = request.version == ProtocolVersion::V5
+            && max_keepalive < u16::MAX
+            && (request.keep_alive > max_keepalive || request.keep_alive == 0);
+        let keepalive = if over_keepalive_cap { max_keepalive } else { request.keep_alive };
+        self.keepalive = (keepalive > 0).then(|| Duration::from_secs(u64::from(keepalive)));
         let max_id = self.broker.config.max_client_id_len;
         if max_id > 0 && request.client_id.len() > max_id {
             self.refuse(&request, ConnectOutcome::ClientIdRejected, "client id longer than limits.max_client_id_len");
@@ -308,14 +365,13 @@ impl Client {
                 props.push(AssignedClientIdentifier::new(request.client_id.as_str()).ok()?.into());
             }
             props.push(TopicAliasMaximum::new(TOPIC_ALIAS_MAXIMUM).ok()?.into());
-            // NOTE: Server Keep Alive is announced, but the codec's keep-alive timer still
-            // runs on the client's own value (1.5 times it).
-            if request.keep_alive > config.max_keepalive || (request.keep_alive == 0 && config.max_keepalive < u16::MAX) {
-                props.push(ServerKeepAlive::new(config.max_keepalive).ok()?.into());
+            if over_keepalive_cap {
+                props.push(ServerKeepAlive::new(max_keepalive).ok()?.into());
             }
         }
         let connack = packets::connack(request.version, ConnectOutcome::Accepted, attached.session_present, props);
         self.send_packet(connack);
+        self.packet_received();
 
         self.broker.stats.clients_connected.fetch_add(1, Ordering::Relaxed);
         self.broker.stats.clients_total.fetch_add(1, Ordering::Relaxed);
@@ -455,7 +511,6 @@ impl Client {
                         self.broker.stats.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
                         self.feed(&buf);
                         buf.clear();
-                        self.process_received();
                     }
                 },
                 _ = session.wake.notified() => {}
@@ -488,27 +543,93 @@ impl Client {
                 self.broker.stats.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
                 self.feed(buf);
                 buf.clear();
-                self.process_received();
             }
             Err(_) => {}
         }
     }
 
-    /// Feeds received bytes to the codec; a decoding error ends the connection.
+    /// Feeds received bytes to the codec, one whole packet at a time, and acts on each;
+    /// a packet that fails its checks ends the connection.
     fn feed(&mut self, bytes: &[u8]) {
-        let mut cursor = Cursor::new(bytes);
-        while (cursor.position() as usize) < bytes.len() && self.close.is_none() {
-            let before = cursor.position();
-            let events = self.codec.recv(&mut cursor);
+        if self.unparsed.is_empty() {
+            let used = self.feed_packets(bytes);
+            if self.close.is_none() {
+                self.unparsed.extend_from_slice(&bytes[used..]);
+            }
+        } else {
+            let mut unparsed = std::mem::take(&mut self.unparsed);
+            unparsed.extend_from_slice(bytes);
+            let used = self.feed_packets(&unparsed);
+            unparsed.drain(..used);
+            self.unparsed = unparsed;
+        }
+    }
+
+    /// Feeds each whole packet at the start of `bytes` to the codec and acts on it; returns
+    /// the number of bytes used.
+    fn feed_packets(&mut self, bytes: &[u8]) -> usize {
+        let mut used = 0;
+        while self.close.is_none() {
+            let rest = &bytes[used..];
+            let length = match wire::frame_length(rest, self.max_packet_size) {
+                Ok(Some(length)) => length,
+                Ok(None) => break,
+                Err(violation) => {
+                    self.violation(violation);
+                    break;
+                }
+            };
+            let packet = &rest[..length];
+            used += length;
+            self.packet_received();
+            if let Err(violation) = self.checker.check(packet) {
+                self.violation(violation);
+                break;
+            }
+            if self.is_unknown_acknowledgement(packet) {
+                continue;
+            }
+            let events = self.codec.recv(&mut Cursor::new(packet));
             let mut error = None;
             self.apply(events, &mut error);
             if let Some(error) = error {
                 self.protocol_error(error);
             }
-            if cursor.position() == before {
-                break;
-            }
+            self.process_received();
         }
+        used
+    }
+
+    /// Restarts the keep-alive timer: 1.5 times the keep alive from now (MQTT-3.1.2-24).
+    fn packet_received(&mut self) {
+        if let Some(keepalive) = self.keepalive {
+            self.keepalive_deadline = Some(tokio::time::Instant::now() + keepalive.mul_f32(1.5));
+        }
+    }
+
+    /// Returns whether a PUBACK, PUBREC or PUBCOMP acknowledges no message in flight, so is
+    /// ignored. A client that resumes a session may acknowledge a message twice; Mosquitto
+    /// ignores the second one too.
+    fn is_unknown_acknowledgement(&self, packet: &[u8]) -> bool {
+        let Some(packet_id) = wire::acknowledged_packet_id(packet) else { return false };
+        let known = self.session.as_ref().is_some_and(|session| session.lock().inflight.contains_key(&packet_id));
+        if !known {
+            debug!(client_id = %self.client_id, packet_id, "ignoring an acknowledgement for a packet id not in flight");
+        }
+        !known
+    }
+
+    /// Ends the connection for a packet that failed its checks: MQTT 5.0 clients get
+    /// DISCONNECT with the reason code first.
+    fn violation(&mut self, violation: Violation) {
+        warn!(
+            listener = %self.listener.name,
+            peer = %self.peer,
+            client_id = %self.client_id,
+            "closing connection: {violation}"
+        );
+        self.send_disconnect(violation.disconnect_reason());
+        self.close = Some(CloseReason::ProtocolError(violation.to_string()));
     }
 
     fn protocol_error(&mut self, error: MqttError) {
@@ -533,11 +654,8 @@ impl Client {
                     self.outbound.send(bytes);
                 }
                 Event::NotifyPacketReceived(packet) => self.received.push_back(packet),
-                Event::RequestTimerReset { kind: TimerKind::PingreqRecv, duration_ms } => {
-                    self.keepalive_deadline =
-                        Some(tokio::time::Instant::now() + Duration::from_millis(duration_ms));
-                }
-                Event::RequestTimerCancel(TimerKind::PingreqRecv) => self.keepalive_deadline = None,
+                // The keep-alive timer is this module's (see `packet_received`): the codec's
+                // would run on the client's value even where Server Keep Alive replaced it.
                 Event::RequestTimerReset { .. } | Event::RequestTimerCancel(_) => {}
                 Event::NotifyPacketIdReleased(_) => {}
                 Event::NotifyError(e) => {

@@ -114,20 +114,7 @@ fn complete_length(buf: &[u8], max_packet_size: usize) -> Result<Option<usize>, 
 
 /// Decodes a Remaining Length; returns (value, bytes used), or None if more bytes are needed.
 fn decode_remaining_length(bytes: &[u8]) -> Result<Option<(usize, usize)>, HandshakeError> {
-    let mut value = 0usize;
-    for (index, byte) in bytes.iter().enumerate() {
-        if index == 4 {
-            return Err(HandshakeError::MalformedLength);
-        }
-        value |= usize::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            return Ok(Some((value, index + 1)));
-        }
-    }
-    if bytes.len() >= 4 {
-        return Err(HandshakeError::MalformedLength);
-    }
-    Ok(None)
+    crate::wire::decode_remaining_length(bytes).map_err(|_| HandshakeError::MalformedLength)
 }
 
 fn encode_remaining_length(mut value: usize, out: &mut Vec<u8>) {

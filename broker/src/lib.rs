@@ -24,6 +24,7 @@ pub mod sys;
 pub mod topic;
 pub mod transport;
 pub mod will;
+pub mod wire;
 
 pub use broker::{Broker, BrokerConfig};
 pub use listener::{Listener, ListenerConfig};
