@@ -1,4 +1,5 @@
-//! `serve`: runs the broker until SIGINT or SIGTERM; SIGHUP reloads the password file.
+//! `serve`: runs the broker until SIGINT or SIGTERM; SIGHUP reloads the password file, the
+//! ACL file and the TLS files.
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use lpiotia_auth::PasswordFile;
+use lpiotia_auth::{AclFile, PasswordFile};
 use lpiotia_broker::{Broker, BrokerConfig, Listener};
 use lpiotia_broker::persist::{PersistMode, Store};
 use lpiotia_config::{PersistenceMode, Settings};
@@ -54,6 +55,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
 
+    if let Some(path) = settings.acl_file() {
+        let acl = AclFile::load(&path).context("cannot start without the ACL file set by acl_file; fix the line named, or set acl_file = \"\" to run without ACL")?;
+        info!(file = %path.display(), rules = acl.rule_count(), "ACL file loaded");
+        broker.set_acl(Some(acl));
+    }
+
     let mut bound = Vec::new();
     for config in listeners {
         bound.push(Listener::bind(config).await?);
@@ -96,10 +103,13 @@ async fn wait_for_stop(broker: &Broker, tls_listeners: &[tls::TlsListener]) -> a
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                info!("SIGHUP received: reloading the password file and TLS certificates");
+                info!("SIGHUP received: reloading the password file, the ACL file and TLS certificates");
                 notify::reloading();
                 if let Err(error) = broker.reload_passwords() {
                     error!("password file not reloaded, the previous users stay in force: {error}");
+                }
+                if let Err(error) = broker.reload_acl() {
+                    error!("ACL file not reloaded, the previous rules stay in force: {error}");
                 }
                 tls::reload(tls_listeners);
                 notify::ready();
@@ -152,6 +162,7 @@ fn broker_config(settings: &Settings) -> BrokerConfig {
         max_client_id_len: limits.max_client_id_len,
         max_retained_memory: to_usize(limits.max_retained_memory.0),
         password_file: settings.password_file(),
+        acl_file: settings.acl_file(),
     }
 }
 

@@ -19,6 +19,9 @@ pub fn load(cli: &Cli) -> anyhow::Result<Settings> {
 /// `check-config`: prints the effective configuration, or the error and exit status 1.
 pub fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
     let settings = load(cli)?;
+    if let Some(path) = settings.acl_file() {
+        lpiotia_auth::AclFile::load(&path)?;
+    }
     print!("{}", settings.to_toml_masked());
     Ok(ExitCode::SUCCESS)
 }

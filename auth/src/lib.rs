@@ -14,15 +14,19 @@
 //! - [`PasswordFile::save`] replaces the file atomically with mode 0600. It keeps comments and
 //!   skipped lines, except lines that were not valid UTF-8.
 //! - No `Debug` or `Display` output of this crate contains a password or a hash.
+//!
+//! The [`acl`] module reads topic access control lists in Mosquitto's `acl_file` format.
 
 #![forbid(unsafe_code)]
 
+pub mod acl;
 mod error;
 mod hash;
 mod password_file;
 mod storage;
 mod username;
 
+pub use acl::{Access, AclError, AclFile, LineProblem};
 pub use error::AuthError;
 pub use hash::HashScheme;
 pub use password_file::{LineWarning, LoadReport, PasswordFile};

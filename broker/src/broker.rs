@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lpiotia_auth::{AuthError, PasswordFile};
+use lpiotia_auth::{AclFile, AuthError, PasswordFile};
 use mqtt_protocol_core::mqtt::packet::Qos;
 use parking_lot::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,9 @@ pub struct BrokerConfig {
     pub max_retained_memory: usize,
     /// The password file shared by all listeners, re-read by [`Broker::reload_passwords`].
     pub password_file: PathBuf,
+    /// Topic ACL file (Mosquitto's `acl_file` format), re-read by [`Broker::reload_acl`];
+    /// `None` lets every authenticated client publish and subscribe to any topic.
+    pub acl_file: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -73,6 +76,7 @@ impl Default for BrokerConfig {
             max_client_id_len: 0,
             max_retained_memory: 512 << 20,
             password_file: PathBuf::from("data/passwd"),
+            acl_file: None,
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Broker {
     pub router: RwLock<Router>,
     pub retained: RwLock<RetainStore>,
     passwords: RwLock<Arc<PasswordFile>>,
+    /// Topic ACL in force; `None` allows every topic.
+    pub(crate) acl: RwLock<Option<Arc<AclFile>>>,
     pub memory: Arc<QueueMemory>,
     next_session_id: AtomicU64,
     /// Cancelled when the broker stops; every listener and connection watches it.
@@ -143,6 +149,7 @@ impl Broker {
             sessions: Mutex::new(HashMap::new()),
             router: RwLock::new(Router::default()),
             passwords: RwLock::new(Arc::new(passwords)),
+            acl: RwLock::new(None),
             next_session_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             stats: Stats::default(),
@@ -270,6 +277,11 @@ impl Broker {
     /// Returns the number of sessions, online and offline.
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
+    }
+
+    /// Returns every session in the table at this moment.
+    pub fn sessions_snapshot(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().values().cloned().collect()
     }
 
     /// Routes a message to every matching subscriber and, if RETAIN is set, stores it.

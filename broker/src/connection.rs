@@ -149,6 +149,7 @@ where
         listener,
         version: ProtocolVersion::V3_1_1,
         client_id: Arc::from(""),
+        username: None,
         keepalive_deadline: None,
         received: VecDeque::new(),
         close: None,
@@ -202,6 +203,8 @@ struct Client {
     listener: Arc<ListenerInfo>,
     version: ProtocolVersion,
     client_id: Arc<str>,
+    /// Username the client authenticated with; None for an anonymous client.
+    username: Option<String>,
     /// When the client is overdue (1.5 x keep alive after its last packet), if keep alive is on.
     keepalive_deadline: Option<tokio::time::Instant>,
     /// Packets decoded and waiting to be acted on.
@@ -331,6 +334,14 @@ impl Client {
             return None;
         }
         self.client_id = Arc::from(request.client_id.as_str());
+        self.username = request.username.clone();
+        if let Some(will) = &request.will {
+            if !self.broker.may_publish(request.username.as_deref(), &request.client_id, &will.message.topic) {
+                let reason = format!("the ACL does not allow publishing the will to {:?}", will.message.topic);
+                self.refuse(&request, ConnectOutcome::NotAuthorized, &reason);
+                return None;
+            }
+        }
 
         let expiry = match request.version {
             ProtocolVersion::V5 => SessionExpiry::from_interval(request.session_expiry),
@@ -356,6 +367,11 @@ impl Client {
         self.generation = attached.generation;
         self.will = request.will.take();
         self.restore_incoming_qos2(&attached.session);
+        attached.session.lock().username = request.username.clone();
+        if attached.session_present {
+            // The ACL may have changed while the client was away.
+            self.broker.recheck_subscriptions(&attached.session, request.username.as_deref());
+        }
         // The session record is rewritten before any SUBACK is sent, which waits for the store.
         let _ = self.broker.persist_session(&attached.session);
 
@@ -748,11 +764,18 @@ impl Client {
     /// while fewer than the in-flight limit are unacknowledged.
     fn fill_outbound(&mut self, session: &Arc<Session>) {
         let now = Instant::now();
+        let acl = self.broker.acl();
         while self.outbound.has_room() {
             let (delivery, packet_id) = {
                 let mut state = session.lock();
                 let Some(delivery) = session.pop(&mut state) else { return };
-                if delivery.message.is_expired(now) {
+                let denied = acl.as_ref().is_some_and(|acl| {
+                    !acl.allows(self.username.as_deref(), &self.client_id, &delivery.message.topic, lpiotia_auth::Access::Read)
+                });
+                if denied {
+                    debug!(client_id = %self.client_id, topic = %delivery.message.topic, "message not sent: the ACL does not allow this client to read it");
+                }
+                if denied || delivery.message.is_expired(now) {
                     drop(state);
                     self.broker.forget_queued(session, delivery.seq);
                     continue;
@@ -826,7 +849,9 @@ impl Client {
             SessionExpiry::Never => {}
         }
         if let Some(will) = self.will.take() {
-            if reason.publishes_will() {
+            if !self.broker.may_publish(self.username.as_deref(), &self.client_id, &will.message.topic) {
+                info!(client_id = %self.client_id, topic = %will.message.topic, "will not published: the ACL no longer allows its topic");
+            } else if reason.publishes_will() {
                 publish_will(&self.broker, &session, self.generation, will, expiry);
             }
         }

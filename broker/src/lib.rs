@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod broker;
 pub mod connection;
 pub mod handshake;

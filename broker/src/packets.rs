@@ -131,6 +131,8 @@ pub enum SubscribeOutcome {
     TopicFilterInvalid,
     /// v5: a shared subscription with No Local set, which the spec forbids.
     ProtocolError,
+    /// The ACL does not allow this client to read the filter: 0x80 (3.1.1), 0x87 (5.0).
+    NotAuthorized,
 }
 
 pub fn suback(version: ProtocolVersion, packet_id: u16, outcomes: &[SubscribeOutcome]) -> Result<Packet, MqttError> {
@@ -154,6 +156,7 @@ pub fn suback(version: ProtocolVersion, packet_id: u16, outcomes: &[SubscribeOut
             SubscribeOutcome::Granted(Qos::ExactlyOnce) => SubackReasonCode::GrantedQos2,
             SubscribeOutcome::TopicFilterInvalid => SubackReasonCode::TopicFilterInvalid,
             SubscribeOutcome::ProtocolError => SubackReasonCode::UnspecifiedError,
+            SubscribeOutcome::NotAuthorized => SubackReasonCode::NotAuthorized,
         })
         .collect();
     Ok(v5_0::Suback::builder().packet_id(packet_id).reason_codes(codes).build()?.into())

@@ -128,6 +128,9 @@ pub struct SessionState {
     pub incoming_qos2: HashSet<u16>,
     /// Subscriptions by their full filter text (including any `$share/GROUP/` prefix).
     pub subscriptions: HashMap<String, (SubscriptionFilter, SubscriptionOptions)>,
+    /// Username of the client attached last (None: anonymous), for ACL checks of its
+    /// subscriptions when the ACL file is reloaded.
+    pub username: Option<String>,
     pub expiry: SessionExpiry,
     pub limits: QueueLimits,
     /// Cancels the connection that owns the session; `None` while offline.
@@ -173,6 +176,7 @@ impl Session {
                 last_packet_id: 0,
                 incoming_qos2: HashSet::new(),
                 subscriptions: HashMap::new(),
+                username: None,
                 expiry: SessionExpiry::OnDisconnect,
                 limits,
                 owner: None,

@@ -25,6 +25,10 @@ pub struct Settings {
     /// [`Settings::password_file()`], which applies that default.
     pub password_file: PathBuf,
 
+    /// Topic ACL file in Mosquitto's `acl_file` format. Empty means no ACL, so read it
+    /// through [`Settings::acl_file()`].
+    pub acl_file: PathBuf,
+
     /// Level of the log output.
     pub log_level: LogLevel,
 
@@ -49,6 +53,11 @@ impl Settings {
         } else {
             self.password_file.clone()
         }
+    }
+
+    /// Returns the ACL file path, or None when `acl_file` is empty (no ACL).
+    pub fn acl_file(&self) -> Option<PathBuf> {
+        (!self.acl_file.as_os_str().is_empty()).then(|| self.acl_file.clone())
     }
 
     /// Renders the effective settings as TOML, in the form a config file takes, with every

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use mqtt_protocol_core::mqtt::packet::{Packet, Property, Qos, SubEntry};
 use mqtt_protocol_core::mqtt::result_code::DisconnectReasonCode;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{Client, CloseReason};
 use crate::message::Message;
@@ -154,6 +154,17 @@ impl Client {
             }
             return;
         }
+        if !self.broker.may_publish(self.username.as_deref(), &self.client_id, &message.topic) {
+            // MQTT 3.1.1 has no way to refuse: the message is acknowledged and dropped, as
+            // Mosquitto does. MQTT 5.0 clients get reason 0x87 (Not authorized).
+            debug!(client_id = %self.client_id, topic = %message.topic, "PUBLISH dropped: the ACL does not allow this client to write it");
+            match (message.qos, packet_id) {
+                (Qos::AtLeastOnce, Some(id)) => self.acknowledge(None, packets::puback_not_authorized(self.version, id)),
+                (Qos::ExactlyOnce, Some(id)) => self.acknowledge(None, packets::pubrec_not_authorized(self.version, id)),
+                _ => {}
+            }
+            return;
+        }
         let qos = message.qos;
         let mut ops = Vec::new();
         if let (Qos::ExactlyOnce, Some(packet_id), Some(session)) = (qos, packet_id, &self.session) {
@@ -244,6 +255,11 @@ impl Client {
             };
             if filter.share_group.is_some() && entry.no_local {
                 outcomes.push(SubscribeOutcome::ProtocolError);
+                continue;
+            }
+            if !self.broker.may_subscribe(self.username.as_deref(), &self.client_id, &filter.filter) {
+                info!(client_id = %self.client_id, filter = %entry.filter.escape_debug(), "subscription refused: the ACL does not allow this client to read it");
+                outcomes.push(SubscribeOutcome::NotAuthorized);
                 continue;
             }
             let options = SubscriptionOptions {
