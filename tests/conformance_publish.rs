@@ -381,3 +381,33 @@ fn publish_across_protocol_versions() {
     thread::sleep(Duration::from_millis(100));
     assert_broker_healthy(&broker);
 }
+
+// Issue 4 and Mosquitto's behaviour: PINGRESP goes out behind the PUBLISH packets already
+// queued for the client, never ahead of them. The subscriber stops reading while 9 MiB of
+// messages wait for it, then sends PINGREQ: every PUBLISH must arrive before PINGRESP.
+#[test]
+fn pingresp_after_queued_publishes() {
+    const COUNT: usize = 600;
+    let broker = start_broker("");
+    let mut subscriber = Wire::v311(&broker, "order-sub");
+    subscriber.subscribe_ok(1, &[("order/#", 0)]);
+    let mut publisher = Wire::v311(&broker, "order-pub");
+    let payload = vec![b'x'; 16 * 1024];
+    for index in 0..COUNT {
+        publisher.publish(&format!("order/{index}"), 0, false, 0, &Props::new(), &payload);
+    }
+    // The PINGRESP shows that the broker has read, so routed, every message.
+    publisher.ping();
+    subscriber.send(&[first::PINGREQ, 0x00]);
+    let mut publishes = 0;
+    loop {
+        let frame = subscriber.expect_frame("PUBLISH or PINGRESP");
+        match frame.kind() {
+            3 => publishes += 1,
+            13 => break,
+            _ => panic!("expected PUBLISH or PINGRESP, received {frame:?}"),
+        }
+    }
+    assert_eq!(publishes, COUNT, "PINGRESP arrived after {publishes} of {COUNT} queued messages");
+    assert_broker_healthy(&broker);
+}

@@ -162,6 +162,9 @@ where
         record: None,
     };
     client.codec.set_auto_ping_response(true);
+    // Topic aliases towards v5 clients that announce a Topic Alias Maximum: a repeated topic
+    // is sent once, then by its alias (least recently used alias reused when all are taken).
+    client.codec.set_auto_map_topic_alias_send(true);
     client.codec.set_auto_pub_response(false);
     client.run(reader, connect, first.rest, first.is_mqtt31).await;
 }
@@ -604,6 +607,14 @@ impl Client {
             }
             if self.is_unknown_acknowledgement(packet) {
                 continue;
+            }
+            if packet[0] == 0xC0 {
+                // PINGRESP goes behind the messages queued so far, as Mosquitto sends it:
+                // move them to the writer first (those a full in-flight window holds back
+                // stay queued).
+                if let Some(session) = self.session.clone() {
+                    self.fill_outbound(&session);
+                }
             }
             let events = self.codec.recv(&mut Cursor::new(packet));
             let mut error = None;
