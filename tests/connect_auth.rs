@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::mosquitto::{self, Subscriber, Version};
-use common::raw::{property, ConnectOptions, PropertyValue, RawClient};
+use common::raw::{property, ConnectOptions, PropertyValue, RawClient, CONNACK, DISCONNECT};
 use common::{file_mode, wait_until, write_file, Broker, TestDir, ADMIN_PASSWORD, ADMIN_USER};
 
 /// CONNACK return code 5 of MQTT 3.1 and 3.1.1: not authorized.
@@ -17,6 +17,10 @@ const V3_NOT_AUTHORIZED: u8 = 5;
 const V5_BAD_USERNAME_OR_PASSWORD: u8 = 0x86;
 /// MQTT 5.0 reason code 0x87: Not authorized.
 const V5_NOT_AUTHORIZED: u8 = 0x87;
+/// MQTT 5.0 reason code 0x8D: Keep Alive timeout.
+const V5_KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
+/// MQTT 5.0 CONNACK property identifier of Server Keep Alive.
+const SERVER_KEEP_ALIVE: u8 = 0x13;
 
 /// Connects with raw bytes and returns the CONNACK code; a refused connection must be
 /// closed by the broker afterwards.
@@ -188,6 +192,45 @@ fn empty_client_id_v311() {
 }
 
 #[test]
+fn empty_client_id_v5_clean_start_0() {
+    let broker = Broker::start("");
+    // In MQTT 5.0 an empty client id no longer needs Clean Start 1. A server that accepts an
+    // empty client id assigns one and processes the CONNECT as if the client had sent that id
+    // (MQTT-3.1.3-6, MQTT-3.1.3-7), so Clean Start 0 starts a new session.
+    let (client, connack) = RawClient::connect(broker.addr, &ConnectOptions::admin(5, "").clean(false));
+    assert_eq!(connack.code, 0, "empty client id with Clean Start 0 refused: {connack:?}");
+    assert!(!connack.session_present, "a new assigned client id cannot have a session: {connack:?}");
+    match connack.property(property::ASSIGNED_CLIENT_IDENTIFIER) {
+        Some(PropertyValue::Text(id)) => assert!(!id.is_empty(), "empty Assigned Client Identifier"),
+        other => panic!("no Assigned Client Identifier in CONNACK, got {other:?}: {connack:?}"),
+    }
+    client.disconnect();
+}
+
+#[test]
+fn wrong_protocol_name_refused() {
+    let broker = Broker::start("");
+    let mut connect = ConnectOptions::admin(4, "wrong-name").encode();
+    let name_at = connect
+        .windows(6)
+        .position(|window| window == b"\x00\x04MQTT")
+        .expect("no protocol name MQTT in the encoded CONNECT");
+    connect[name_at + 5] = b'X';
+    let mut client = RawClient::open(broker.addr, 4);
+    client.send(&connect);
+
+    // MQTT-3.1.2-1: a protocol name other than "MQTT" (3.1.1) ends the connection, with or
+    // without a refusing CONNACK first. It must never be accepted.
+    let closed = client.wait_for_close(Duration::from_secs(5));
+    let packets = closed.unwrap_or_else(|packets| panic!("connection with protocol name MQTX still open after 5 s; received {packets:?}"));
+    for packet in &packets {
+        assert_eq!(packet.kind, CONNACK, "only a CONNACK may come before the close, got {packet:?}");
+        let connack = packet.connack(4);
+        assert_ne!(connack.code, 0, "CONNECT with protocol name MQTX accepted: {connack:?}");
+    }
+}
+
+#[test]
 fn client_id_with_slash() {
     let broker = Broker::start("");
     let client_id = "site/room-2/sensor-1";
@@ -237,6 +280,32 @@ fn keep_alive_expiry_closes() {
     // MQTT 3.1.1 section 3.1.2.10: the server closes after 1.5 times the keep alive (3 s).
     assert!(elapsed >= Duration::from_millis(2900), "closed after {elapsed:?}, before 1.5 x keep alive");
     assert!(elapsed <= Duration::from_millis(4500), "closed after {elapsed:?}, long after 1.5 x keep alive");
+}
+
+#[test]
+fn server_keep_alive_replaces_zero() {
+    let broker = Broker::start("[limits]\nmax_keepalive_secs = 2\n");
+    let start = Instant::now();
+    let options = ConnectOptions::admin(5, "no-keep-alive").keep_alive(0);
+    let (mut client, connack) = RawClient::connect(broker.addr, &options);
+    assert_eq!(connack.code, 0, "CONNACK: {connack:?}");
+    // limits.max_keepalive_secs also replaces keep alive 0 for MQTT 5.0 clients. CONNACK
+    // carries Server Keep Alive 2, which the client must use instead of its own value
+    // (MQTT-3.2.2-21), so the broker must enforce it as well.
+    assert_eq!(connack.property(SERVER_KEEP_ALIVE), Some(&PropertyValue::Integer(2)), "Server Keep Alive in {connack:?}");
+
+    let closed = client.wait_for_close(Duration::from_secs(8));
+    let elapsed = start.elapsed();
+    let packets = closed.unwrap_or_else(|packets| {
+        panic!("idle connection with Server Keep Alive 2 still open after {elapsed:?}; received {packets:?}")
+    });
+    assert!(elapsed >= Duration::from_millis(2900), "closed after {elapsed:?}, before 1.5 x Server Keep Alive");
+    assert!(elapsed <= Duration::from_millis(4500), "closed after {elapsed:?}, long after 1.5 x Server Keep Alive");
+    let disconnect = packets
+        .iter()
+        .find(|packet| packet.kind == DISCONNECT)
+        .unwrap_or_else(|| panic!("closed without DISCONNECT; received {packets:?}"));
+    assert_eq!(disconnect.disconnect_reason(), V5_KEEP_ALIVE_TIMEOUT, "DISCONNECT reason code");
 }
 
 #[test]

@@ -1,7 +1,9 @@
-//! Topic matching: wildcards, `$` topics, shared subscriptions, and clients of different
-//! protocol versions on one broker.
+//! Topic matching: wildcards, `$` topics, shared subscriptions, clients of different
+//! protocol versions on one broker, a client receiving its own messages, and topic aliases
+//! sent by the broker.
 
 mod common;
+mod conformance_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -9,6 +11,8 @@ use std::time::Duration;
 use common::mosquitto::{self, Subscriber, Version};
 use common::raw::RawClient;
 use common::Broker;
+use conformance_support::decode::Value;
+use conformance_support::{prop, Props, Wire, QUIET};
 
 /// Topic published last by a test, to which every subscriber also subscribed. Messages from
 /// one publisher arrive in order, so a subscriber that receives the marker has received all
@@ -65,6 +69,26 @@ fn sys_topic_not_matched_by_wildcards() {
 
     let plus_topics = topics_until_marker(&mut plus, "+/x");
     assert_eq!(plus_topics, vec!["plain/x".to_string()], "`+/x` and `+/broker/version` received");
+}
+
+#[test]
+fn client_dollar_topic_skips_wildcards() {
+    let broker = Broker::start("");
+    let mut wildcards = RawClient::login_admin(broker.addr, 4, "dollar-wildcards");
+    wildcards.subscribe_ok(&[("+/+", 2), ("#", 2)]);
+    let mut exact = RawClient::login_admin(broker.addr, 4, "dollar-exact");
+    exact.subscribe_ok(&[("$dollar/b", 2)]);
+
+    let mut publisher = RawClient::login_admin(broker.addr, 4, "dollar-publisher");
+    publisher.publish("$dollar/b", 1, false, b"dollar");
+    publisher.publish("plain/b", 1, false, b"plain");
+
+    // A filter that names the `$` topic matches it, so the broker did route the message.
+    let publish = exact.next_publish(Duration::from_secs(5)).expect("`$dollar/b` did not receive a client's PUBLISH to it");
+    assert_eq!(publish.payload, b"dollar");
+    // MQTT-4.7.2-1: filters starting with a wildcard do not match topics starting with `$`.
+    let received: BTreeSet<String> = wildcards.drain_publishes(Duration::from_secs(1)).into_iter().map(|publish| publish.topic).collect();
+    assert_eq!(received, BTreeSet::from(["plain/b".to_string()]), "topics received by `+/+` and `#`");
 }
 
 #[test]
@@ -191,4 +215,57 @@ fn v31_publisher_to_v5_subscriber() {
     assert_eq!(publish.topic, "legacy/temperature");
     assert_eq!(publish.payload, b"21.5");
     assert_eq!(publish.qos, 2);
+}
+
+/// Subscribes a client to its own topic at QoS 2, publishes at QoS 0, 1 and 2 on the same
+/// connection, and checks that each message comes back once at the QoS it was sent with.
+fn own_messages_each_qos(level: u8) {
+    let broker = Broker::start("");
+    let client_id = format!("own-messages-{level}");
+    RawClient::login_admin(broker.addr, level, &client_id).disconnect();
+
+    let mut client = RawClient::login_admin(broker.addr, level, &client_id);
+    client.subscribe_ok(&[("own/messages", 2)]);
+    for qos in 0..=2u8 {
+        client.publish("own/messages", qos, false, format!("qos {qos}").as_bytes());
+    }
+
+    let received = client.expect_publishes(3, Duration::from_secs(5));
+    let extra = client.drain_publishes(Duration::from_millis(500));
+    assert!(extra.is_empty(), "protocol level {level}: more than 3 deliveries: {extra:?}");
+    let delivered: BTreeMap<String, u8> = received.iter().map(|publish| (publish.payload_text(), publish.qos)).collect();
+    let expected: BTreeMap<String, u8> = (0..=2u8).map(|qos| (format!("qos {qos}"), qos)).collect();
+    assert_eq!(delivered, expected, "protocol level {level}: payload and QoS of each delivery");
+}
+
+#[test]
+fn own_messages_each_qos_v311() {
+    own_messages_each_qos(4);
+}
+
+#[test]
+fn own_messages_each_qos_v5() {
+    own_messages_each_qos(5);
+}
+
+// MQTT 5.0 section 3.3.2.3.4: toward a client that announced Topic Alias Maximum 1, a
+// server may set alias 1 with the topic once and then send the topic as an empty string.
+// Aliases are optional for a server, but `test_server_topic_alias` of the Eclipse Paho
+// MQTT 5.0 interoperability suite (eclipse/paho.mqtt.testing) expects them.
+#[test]
+fn topic_alias_sent_to_client() {
+    let broker = conformance_support::start_broker("");
+    let (mut subscriber, _) = Wire::v5(&broker, "alias-receiver", Props::new().two(prop::TOPIC_ALIAS_MAXIMUM, 1));
+    subscriber.subscribe_ok(1, &[("alias/sent", 2)]);
+    let mut publisher = Wire::login(&broker, 5, "alias-sender");
+    for qos in 0..=2u8 {
+        publisher.publish("alias/sent", qos, false, u16::from(qos) + 1, &Props::new(), b"x");
+    }
+
+    let received = subscriber.drain_publishes(QUIET);
+    assert_eq!(received.len(), 3, "deliveries: {received:?}");
+    let aliases: Vec<Option<&Value>> = received.iter().map(|message| message.property(prop::TOPIC_ALIAS)).collect();
+    assert_eq!(aliases, vec![Some(&Value::Two(1)); 3], "Topic Alias of each delivery: {received:?}");
+    let topics: Vec<&str> = received.iter().map(|message| message.topic.as_str()).collect();
+    assert_eq!(topics, vec!["alias/sent", "", ""], "the first delivery sets the alias, the others use it");
 }

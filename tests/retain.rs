@@ -1,4 +1,5 @@
-//! Retained messages: storing, clearing, resending on SUBSCRIBE, and many under one filter.
+//! Retained messages: storing and clearing at each QoS, resending on SUBSCRIBE, and many
+//! under one filter.
 
 mod common;
 
@@ -60,6 +61,46 @@ fn retained_cleared_by_empty_payload() {
     let received = subscriber.drain_publishes(Duration::from_secs(1));
     let topics: Vec<&str> = received.iter().map(|publish| publish.topic.as_str()).collect();
     assert_eq!(topics, vec!["retain/cleared/control"], "retained messages after clearing retain/cleared/a: {received:?}");
+}
+
+#[test]
+fn retained_set_and_cleared_each_qos() {
+    let broker = Broker::start("");
+    for level in [4, 5] {
+        let filter = format!("retain/qos-{level}/+");
+        let topic = |qos: u8| format!("retain/qos-{level}/{qos}");
+        let mut publisher = RawClient::login_admin(broker.addr, level, &format!("qos-publisher-{level}"));
+        for qos in 0..=2u8 {
+            publisher.publish(&topic(qos), qos, true, format!("qos {qos}").as_bytes());
+        }
+
+        // A QoS 2 subscription gets each retained message at the QoS it was published with.
+        let mut subscriber = RawClient::login_admin(broker.addr, level, &format!("qos-subscriber-{level}"));
+        subscriber.subscribe_ok(&[(filter.as_str(), 2)]);
+        let received = subscriber.expect_publishes(3, Duration::from_secs(5));
+        let extra = subscriber.drain_publishes(Duration::from_millis(500));
+        assert!(extra.is_empty(), "protocol level {level}: more than 3 retained messages: {extra:?}");
+        for qos in 0..=2u8 {
+            let publish = received
+                .iter()
+                .find(|publish| publish.topic == topic(qos))
+                .unwrap_or_else(|| panic!("protocol level {level}: no retained message on {}: {received:?}", topic(qos)));
+            assert_eq!(publish.payload_text(), format!("qos {qos}"));
+            assert_eq!(publish.qos, qos, "protocol level {level}: QoS of the retained message on {}", topic(qos));
+            assert!(publish.retain, "protocol level {level}: retain flag missing on {}", topic(qos));
+        }
+        subscriber.disconnect();
+
+        // MQTT-3.3.1-10 (3.1.1) and MQTT-3.3.1-6 (5.0): an empty retained PUBLISH removes the
+        // retained message, whatever its QoS.
+        for qos in 0..=2u8 {
+            publisher.publish(&topic(qos), qos, true, b"");
+        }
+        let mut checker = RawClient::login_admin(broker.addr, level, &format!("qos-checker-{level}"));
+        checker.subscribe_ok(&[(filter.as_str(), 2)]);
+        let left = checker.drain_publishes(Duration::from_secs(1));
+        assert!(left.is_empty(), "protocol level {level}: retained messages left after clearing: {left:?}");
+    }
 }
 
 #[test]

@@ -1,12 +1,13 @@
-//! Sessions: messages queued for offline persistent sessions, clean sessions, and takeover of
-//! a client id by a new connection.
+//! Sessions: messages queued for offline persistent sessions, clean sessions, redelivery of
+//! unacknowledged messages on reconnect, and takeover of a client id by a new connection.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::mosquitto::{self, Subscriber};
-use common::raw::{ConnectOptions, RawClient, DISCONNECT};
+use common::raw::{encode_ack, ConnectOptions, Packet, RawClient, ReadError, DISCONNECT, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, REPLY_TIMEOUT};
 use common::Broker;
 
 /// MQTT 5.0 reason code 0x8E: Session taken over.
@@ -153,6 +154,102 @@ fn offline_messages_queued_per_session() {
         let extra = client.drain_publishes(Duration::from_millis(500));
         assert!(extra.is_empty(), "{}: extra deliveries {extra:?}", option.client_id);
     }
+}
+
+/// Reads packets without acknowledging any until none arrives for `quiet`.
+fn read_unacknowledged(client: &mut RawClient, quiet: Duration) -> Vec<Packet> {
+    let mut packets = Vec::new();
+    loop {
+        match client.read_packet(quiet) {
+            Ok(packet) => packets.push(packet),
+            Err(ReadError::Timeout) => return packets,
+            Err(error) => panic!("connection failed while reading: {error:?}; received so far {packets:?}"),
+        }
+        assert!(packets.len() < 100, "more than 100 packets: {packets:?}");
+    }
+}
+
+/// Leaves a persistent session with a QoS 1 and a QoS 2 PUBLISH unacknowledged and a third
+/// message at PUBREC, drops the connection, and checks what the broker resends on reconnect.
+fn redelivery_on_reconnect(options: ConnectOptions) {
+    let broker = Broker::start("");
+    let level = options.level;
+    let mut subscriber = RawClient::login(broker.addr, &options);
+    subscriber.subscribe_ok(&[("redeliver/#", 2)]);
+    let mut publisher = RawClient::login_admin(broker.addr, 4, "redeliver-publisher");
+    publisher.publish("redeliver/qos1", 1, false, b"one");
+    publisher.publish("redeliver/qos2", 2, false, b"two");
+    publisher.publish("redeliver/received", 2, false, b"three");
+
+    let first = read_unacknowledged(&mut subscriber, Duration::from_millis(500));
+    let mut packet_ids: BTreeMap<String, u16> = BTreeMap::new();
+    for packet in &first {
+        assert_eq!(packet.kind, PUBLISH, "expected only PUBLISH before any acknowledgement, got {first:?}");
+        let publish = packet.publish(level);
+        assert!(!publish.dup, "first delivery with DUP 1: {publish:?}");
+        packet_ids.insert(publish.topic, publish.packet_id);
+    }
+    assert_eq!(packet_ids.len(), 3, "deliveries before the drop: {first:?}");
+    let received_id = packet_ids["redeliver/received"];
+    subscriber.send(&encode_ack(PUBREC, received_id));
+    let pubrel = subscriber.read_packet(REPLY_TIMEOUT).expect("no PUBREL after PUBREC");
+    assert_eq!((pubrel.kind, pubrel.packet_id()), (PUBREL, received_id), "reply to PUBREC: {pubrel:?}");
+    subscriber.drop_connection();
+
+    let (mut subscriber, connack) = RawClient::connect(broker.addr, &options);
+    assert_eq!(connack.code, 0, "reconnect refused: {connack:?}");
+    assert!(connack.session_present, "reconnect of {} found no session: {connack:?}", options.client_id);
+
+    // MQTT-4.4.0-1 (the same number in 3.1.1 and 5.0): on reconnect the server resends each
+    // unacknowledged PUBLISH with its original packet id and DUP 1 (MQTT-3.3.1-1). For a QoS 2
+    // message whose PUBREC it received, it resends the PUBREL and never the message.
+    let resent = read_unacknowledged(&mut subscriber, Duration::from_secs(1));
+    let mut republished: BTreeMap<String, (u16, bool)> = BTreeMap::new();
+    let mut pubrels = Vec::new();
+    for packet in &resent {
+        match packet.kind {
+            PUBLISH => {
+                let publish = packet.publish(level);
+                let previous = republished.insert(publish.topic.clone(), (publish.packet_id, publish.dup));
+                assert!(previous.is_none(), "resent twice: {publish:?}");
+            }
+            PUBREL => pubrels.push(packet.packet_id()),
+            _ => panic!("unexpected packet after reconnect: {packet:?}"),
+        }
+    }
+    let expected: BTreeMap<String, (u16, bool)> = [
+        ("redeliver/qos1".to_string(), (packet_ids["redeliver/qos1"], true)),
+        ("redeliver/qos2".to_string(), (packet_ids["redeliver/qos2"], true)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(republished, expected, "PUBLISH packets resent as (packet id, DUP); all packets: {resent:?}");
+    assert_eq!(pubrels, vec![received_id], "PUBREL resent; all packets: {resent:?}");
+
+    subscriber.send(&encode_ack(PUBACK, packet_ids["redeliver/qos1"]));
+    subscriber.send(&encode_ack(PUBREC, packet_ids["redeliver/qos2"]));
+    subscriber.send(&encode_ack(PUBCOMP, received_id));
+    let pubrel = subscriber.read_packet(REPLY_TIMEOUT).expect("no PUBREL after PUBREC of the resent message");
+    assert_eq!((pubrel.kind, pubrel.packet_id()), (PUBREL, packet_ids["redeliver/qos2"]), "{pubrel:?}");
+    subscriber.send(&encode_ack(PUBCOMP, packet_ids["redeliver/qos2"]));
+    assert!(subscriber.ping(), "connection unusable after the redelivery");
+    subscriber.disconnect();
+
+    // Every exchange is complete now, so a further reconnect resends nothing.
+    let (mut subscriber, connack) = RawClient::connect(broker.addr, &options);
+    assert!(connack.session_present);
+    let again = read_unacknowledged(&mut subscriber, Duration::from_millis(500));
+    assert!(again.is_empty(), "packets resent after every exchange was completed: {again:?}");
+}
+
+#[test]
+fn redelivery_on_reconnect_v311() {
+    redelivery_on_reconnect(ConnectOptions::admin(4, "redeliver-311").clean(false));
+}
+
+#[test]
+fn redelivery_on_reconnect_v5() {
+    redelivery_on_reconnect(ConnectOptions::admin(5, "redeliver-5").clean(false).session_expiry(300));
 }
 
 #[test]

@@ -100,6 +100,27 @@ fn will_delay_v5() {
 }
 
 #[test]
+fn will_delay_ends_with_session() {
+    let broker = Broker::start("");
+    let mut watcher = watcher(&broker, "will/no-session");
+    // Without Session Expiry Interval the session ends with the connection, and the will is
+    // published when its delay passes or the session ends, whichever comes first (MQTT 5.0
+    // section 3.1.3.2.2). So a 5 s Will Delay Interval must not hold it back.
+    let delayed = Will { delay_secs: Some(5), ..will("will/no-session", "at once") };
+    let client = RawClient::login(broker.addr, &ConnectOptions::admin(5, "no-session-will").will(delayed));
+
+    let dropped_at = Instant::now();
+    client.drop_connection();
+
+    let publish = watcher
+        .next_publish(Duration::from_secs(4))
+        .unwrap_or_else(|| panic!("no will within 4 s of the drop; the 5 s delay outlived the session"));
+    let elapsed = dropped_at.elapsed();
+    assert_eq!(publish.payload, b"at once");
+    assert!(elapsed < Duration::from_secs(2), "will published {elapsed:?} after the session ended");
+}
+
+#[test]
 fn will_delay_cancelled_by_reconnect() {
     let broker = Broker::start("");
     let mut watcher = watcher(&broker, "will/flaky");
