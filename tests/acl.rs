@@ -17,8 +17,8 @@ const ALICE_PASSWORD: &str = "alice-test-password";
 /// How long a test waits to be sure a message does not arrive.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// ACL of most tests: alice reads sensors except a private part, writes her command topic
-/// and her device subtree (through the pattern); admin may do anything.
+/// ACL of most tests. alice reads sensors except a private part and writes her command
+/// topic. The pattern gives each user a device subtree, and admin may do anything.
 const ACL: &str = "\
 # Who may touch which topics.
 user alice

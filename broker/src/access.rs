@@ -1,9 +1,9 @@
 //! Topic ACLs: which topics each client may publish to and read, from a file in
 //! Mosquitto's `acl_file` format (parsed by `lpiotia_auth::acl`).
 //!
-//! The broker checks a PUBLISH and a will against write access, a SUBSCRIBE filter against
-//! read access, and every message again as it leaves for a subscriber, retained messages
-//! included, so that a subscription to a wide filter never carries a denied topic. A reload
+//! A PUBLISH and a will need write access, a SUBSCRIBE filter read access. Every message is
+//! checked again as it leaves for a subscriber, retained messages included, so a
+//! subscription to a wide filter never carries a denied topic. A reload
 //! (SIGHUP) re-checks the subscriptions of connected clients; a resumed session's
 //! subscriptions are re-checked when its client reconnects.
 

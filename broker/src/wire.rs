@@ -1,5 +1,5 @@
 //! Checks on the bytes of each packet that the codec does not make, run before the codec
-//! sees the packet: packet types only a server sends, reserved flag bits, string encoding,
+//! decodes the packet: packet types only a server sends, reserved flag bits, string encoding,
 //! which property may appear in which packet, subscription options, and topic aliases.
 //!
 //! A failed check is a [`Violation`], which names the MQTT 5.0 reason code of the
@@ -46,7 +46,7 @@ pub enum ViolationKind {
     PacketTooLarge,
     /// CONNECT names an Authentication Method the broker does not support: reason 0x8C.
     BadAuthenticationMethod,
-    /// CONNECT asks for a protocol level the broker does not speak: return code 0x01.
+    /// CONNECT requests a protocol level the broker does not speak: return code 0x01.
     UnsupportedProtocolVersion,
 }
 
