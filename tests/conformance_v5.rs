@@ -1079,3 +1079,19 @@ fn suback_refusal_keeps_connection() {
     wire.expect_silence(QUIET);
     wire.ping();
 }
+
+// MQTT 5.0 section 3.14.2.2.3: a server's DISCONNECT may carry a Reason String, whatever
+// Request Problem Information says (MQTT-3.1.2-29 names CONNACK and DISCONNECT as allowed).
+// The broker says there what was wrong, so a client's developer need not read the log.
+#[test]
+fn disconnect_reason_string_explains() {
+    let broker = start_broker("");
+    let (mut wire, _) = Wire::v5(&broker, "explained", Props::new().byte(prop::REQUEST_PROBLEM_INFORMATION, 0));
+    wire.send(&publish("a/+/b", 0, false, 0, &Props::new(), b"x"));
+    let reply = expect_disconnect(&mut wire, reason::PROTOCOL_ERROR);
+    let text = match find(&reply.props, prop::REASON_STRING) {
+        Some(Value::Text(text)) => text.clone(),
+        other => panic!("DISCONNECT without a Reason String: {other:?}"),
+    };
+    assert!(text.contains("a/+/b") && text.contains("wildcard"), "Reason String {text:?}");
+}

@@ -655,7 +655,13 @@ impl Client {
             client_id = %self.client_id,
             "closing connection: {violation}"
         );
-        self.send_disconnect(violation.disconnect_reason());
+        if self.version == ProtocolVersion::V5 {
+            let explained = packets::disconnect_explained(violation.disconnect_reason(), &violation.to_string());
+            if self.send_packet(explained).is_some() {
+                // Over the client's Maximum Packet Size, say: the reason code alone then.
+                self.send_disconnect(violation.disconnect_reason());
+            }
+        }
         self.close = Some(CloseReason::ProtocolError(violation.to_string()));
     }
 

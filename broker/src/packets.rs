@@ -237,3 +237,17 @@ pub fn pubcomp(version: ProtocolVersion, packet_id: u16) -> Result<Packet, MqttE
 pub fn disconnect(reason: DisconnectReasonCode) -> Result<Packet, MqttError> {
     Ok(v5_0::Disconnect::builder().reason_code(reason).build()?.into())
 }
+
+/// Longest Reason String the broker sends, in bytes; longer explanations are cut.
+const MAX_REASON_STRING: usize = 256;
+
+/// DISCONNECT from the server with a Reason String that says why, for MQTT 5.0 clients.
+/// MQTT 5.0 allows a Reason String on DISCONNECT whatever Request Problem Information says.
+pub fn disconnect_explained(reason: DisconnectReasonCode, explanation: &str) -> Result<Packet, MqttError> {
+    let mut end = explanation.len().min(MAX_REASON_STRING);
+    while !explanation.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason_string = mqtt_protocol_core::mqtt::packet::ReasonString::new(&explanation[..end])?;
+    Ok(v5_0::Disconnect::builder().reason_code(reason).props(vec![reason_string.into()]).build()?.into())
+}
