@@ -38,6 +38,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Read first, so that a bad ACL file stops the broker before it creates any file.
+    let acl = load_acl(&settings)?;
     create_data_dir(&settings.data_dir)?;
     let (listeners, tls_listeners) = tls::listener_configs(&settings)?;
     tls::spawn_expiry_warnings(settings.data_dir.clone());
@@ -55,11 +57,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
 
-    if let Some(path) = settings.acl_file() {
-        let acl = AclFile::load(&path).context("cannot start without the ACL file set by acl_file; fix the line named, or set acl_file = \"\" to run without ACL")?;
-        info!(file = %path.display(), rules = acl.rule_count(), "ACL file loaded");
-        broker.set_acl(Some(acl));
-    }
+    broker.set_acl(acl);
 
     let mut bound = Vec::new();
     for config in listeners {
@@ -164,6 +162,18 @@ fn broker_config(settings: &Settings) -> BrokerConfig {
         password_file: settings.password_file(),
         acl_file: settings.acl_file(),
     }
+}
+
+/// Loads the ACL file set by `acl_file`, if any.
+fn load_acl(settings: &Settings) -> anyhow::Result<Option<AclFile>> {
+    let Some(path) = settings.acl_file() else { return Ok(None) };
+    let acl = AclFile::load(&path).context("the broker cannot start with this ACL file (acl_file); fix it, or set acl_file = \"\" to run without ACLs")?;
+    if acl.rule_count() == 0 {
+        warn!(file = %path.display(), "the ACL file has no rules, so every PUBLISH and SUBSCRIBE is denied");
+    } else {
+        info!(file = %path.display(), rules = acl.rule_count(), "ACL file loaded");
+    }
+    Ok(Some(acl))
 }
 
 fn to_usize(bytes: u64) -> usize {

@@ -20,7 +20,10 @@ pub fn load(cli: &Cli) -> anyhow::Result<Settings> {
 pub fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
     let settings = load(cli)?;
     if let Some(path) = settings.acl_file() {
-        lpiotia_auth::AclFile::load(&path)?;
+        let acl = lpiotia_auth::AclFile::load(&path)?;
+        if acl.rule_count() == 0 {
+            eprintln!("warning: the ACL file {} has no rules, so every PUBLISH and SUBSCRIBE is denied", path.display());
+        }
     }
     print!("{}", settings.to_toml_masked());
     Ok(ExitCode::SUCCESS)

@@ -227,6 +227,13 @@ fn malformed_acl_file_refused_at_start() {
         assert!(!success, "{args:?} accepted a malformed ACL file:\n{stderr}");
         assert!(stderr.contains("line 3") && stderr.contains("a/#/b"), "{args:?}:\n{stderr}");
     }
+    // The ACL file is read before anything is created, the first user included.
+    assert!(!dir.passwd_path().exists(), "serve created {} before refusing the ACL file", dir.passwd_path().display());
+
+    write_file(&acl_path, "# every rule removed\n");
+    let (success, stderr) = run_to_exit(&dir, &["check-config", "--config", &config]);
+    assert!(success, "{stderr}");
+    assert!(stderr.contains("has no rules"), "no warning for an ACL file without rules:\n{stderr}");
 
     std::fs::remove_file(&acl_path).unwrap();
     let (success, stderr) = run_to_exit(&dir, &["check-config", "--config", &config]);

@@ -108,6 +108,21 @@ fn announced_connect_size_not_allocated() {
     assert_broker_healthy(&broker);
 }
 
+// A client that has not authenticated cannot make the broker buffer more than 1 MiB: a
+// CONNECT announced larger is refused at once, though limits.max_packet_size allows it.
+#[test]
+fn connect_over_one_mib_refused() {
+    let broker = start_broker("");
+    let from = broker.log_position();
+    let mut wire = Wire::open(&broker);
+    // Remaining Length 2,097,152 (80 80 80 01); the connect timeout (10 s) is longer than
+    // the wait for the close.
+    wire.send(&[first::CONNECT, 0x80, 0x80, 0x80, 0x01]);
+    wire.expect_closed();
+    assert_warned(&broker, from, &wire.local_addr(), "");
+    assert_broker_healthy(&broker);
+}
+
 // The same for a PUBLISH after CONNECT that announces 128 MiB: memory grows only by what
 // arrives, and the broker keeps serving others.
 #[test]

@@ -59,8 +59,10 @@ pub struct AclFile {
 #[non_exhaustive]
 pub enum AclError {
     /// The ACL file could not be read, or it is not UTF-8.
-    #[error("failed to read ACL file {}: {source}; check that it exists, that this user may read it and that it is UTF-8", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    // The I/O error is part of the message and not a `source`, so that a caller printing the
+    // error chain does not print it twice.
+    #[error("failed to read ACL file {}: {error}; check that it exists, that this user may read it and that it is UTF-8", path.display())]
+    Read { path: PathBuf, error: io::Error },
 
     /// A line is invalid, so the whole file is rejected.
     #[error("{}line {line}: {problem} in {text:?}; {}", FilePrefix(path.as_deref()), problem.fix())]
@@ -311,9 +313,9 @@ impl AclFile {
 
     /// Reads and parses the ACL file at `path`. Errors name the path.
     pub fn load(path: &Path) -> Result<Self, AclError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AclError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| AclError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         parse_text(&text, Some(path))
     }

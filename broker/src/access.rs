@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use lpiotia_auth::{Access, AclError, AclFile};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::session::Session;
@@ -34,7 +34,11 @@ impl Broker {
         let acl = AclFile::load(path)?;
         let rules = acl.rule_count();
         self.set_acl(Some(acl));
-        info!(file = %path.display(), rules, "ACL file reloaded");
+        if rules == 0 {
+            warn!(file = %path.display(), "ACL file reloaded with no rules, so every PUBLISH and SUBSCRIBE is denied");
+        } else {
+            info!(file = %path.display(), rules, "ACL file reloaded");
+        }
         let online: Vec<Arc<Session>> = self.sessions_snapshot().into_iter().filter(|session| session.is_online()).collect();
         for session in online {
             let username = session.lock().username.clone();

@@ -85,7 +85,7 @@ impl CloseReason {
             CloseReason::KeepAliveTimeout => "keep alive timed out".into(),
             CloseReason::TakenOver => "session taken over by a new connection".into(),
             CloseReason::ServerShutdown => "server shutting down".into(),
-            CloseReason::ProtocolError(error) => format!("protocol error: {error}"),
+            CloseReason::ProtocolError(description) => description.clone(),
         }
     }
 
@@ -102,7 +102,10 @@ where
     let peer = peer_info.addr;
     let (mut reader, writer) = tokio::io::split(stream);
     let outbound = Outbound::start(writer);
-    let max_packet_size = broker.config.max_packet_size as usize;
+    // The largest value the setting takes (the largest Remaining Length) means no limit: a
+    // packet of that Remaining Length is legal, though its header makes it 5 bytes longer.
+    let unlimited = broker.config.max_packet_size >= wire::MAX_REMAINING_LENGTH;
+    let max_packet_size = if unlimited { usize::MAX } else { broker.config.max_packet_size as usize };
     let first = match read_first_packet(&mut reader, broker.config.connect_timeout, max_packet_size).await {
         Ok(first) => first,
         Err(HandshakeError::Closed) => {
@@ -130,7 +133,8 @@ where
         connect = wire::strip_password(&connect, password);
     }
     let v5 = facts.level == 5;
-    let mut options = ConnectionOptions::new().maximum_packet_size_recv(broker.config.max_packet_size);
+    let codec_limit = if unlimited { 0 } else { broker.config.max_packet_size };
+    let mut options = ConnectionOptions::new().maximum_packet_size_recv(codec_limit);
     if v5 {
         // The codec announces it in CONNACK and answers a client that exceeds it with
         // DISCONNECT 0x93. MQTT 3.1.1 has no Receive Maximum, so there it stays unlimited.
@@ -413,7 +417,7 @@ impl Client {
             username = request.username.as_deref().unwrap_or(""),
             protocol = request.version.as_str(),
             clean_start = request.clean_start,
-            keep_alive = request.keep_alive,
+            keep_alive = keepalive,
             session_present = attached.session_present,
             "client connected"
         );
@@ -670,10 +674,10 @@ impl Client {
             listener = %self.listener.name,
             peer = %self.peer,
             client_id = %self.client_id,
-            "closing connection: protocol error {error:?}"
+            "closing connection: packet rejected by the codec: {error:?}"
         );
         if self.close.is_none() {
-            self.close = Some(CloseReason::ProtocolError(format!("{error:?}")));
+            self.close = Some(CloseReason::ProtocolError(format!("packet rejected by the codec: {error:?}")));
         }
     }
 
@@ -696,7 +700,7 @@ impl Client {
                 }
                 Event::RequestClose => {
                     if self.close.is_none() {
-                        self.close = Some(CloseReason::ProtocolError("closed by protocol state".into()));
+                        self.close = Some(CloseReason::ProtocolError("protocol error: the codec closed the connection".into()));
                     }
                 }
             }

@@ -60,6 +60,11 @@ pub struct FirstPacket {
     pub is_mqtt31: bool,
 }
 
+/// Largest CONNECT read, whatever the packet size limit: its fields (client id, will topic
+/// and payload, username, password) hold at most 64 KiB each, and a client that has not yet
+/// authenticated must not make the broker buffer more than this.
+pub const MAX_CONNECT_SIZE: usize = 1 << 20;
+
 /// Reads bytes until one whole CONNECT has arrived, within `timeout`.
 pub async fn read_first_packet<R>(
     reader: &mut R,
@@ -70,6 +75,7 @@ where
     R: AsyncRead + Unpin,
 {
     let deadline = tokio::time::Instant::now() + timeout;
+    let max_packet_size = max_packet_size.min(MAX_CONNECT_SIZE);
     let mut buf: Vec<u8> = Vec::with_capacity(512);
     loop {
         if let Some(total) = complete_length(&buf, max_packet_size)? {

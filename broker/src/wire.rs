@@ -13,6 +13,9 @@ use mqtt_protocol_core::mqtt::result_code::DisconnectReasonCode;
 /// Longest Remaining Length field, in bytes (MQTT 3.1.1 section 2.2.3).
 const MAX_LENGTH_BYTES: usize = 4;
 
+/// Largest Remaining Length those 4 bytes encode.
+pub const MAX_REMAINING_LENGTH: u32 = 268_435_455;
+
 /// Packet types, from the high nibble of the first byte.
 mod kind {
     pub const RESERVED: u8 = 0;

@@ -32,7 +32,7 @@ mod validate;
 pub use crate::bytesize::{ByteSize, ParseByteSizeError};
 pub use crate::error::ConfigError;
 pub use crate::listener::{ListenerKind, ListenerSettings, ParseListenerKindError};
-pub use crate::load::load_from;
+pub use crate::load::{load_from, load_from_str};
 pub use crate::settings::{Limits, LogLevel, ParseLogLevelError, Persistence, PersistenceMode, Settings};
 pub use crate::validate::MQTT_MAX_PACKET_SIZE;
 

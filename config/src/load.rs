@@ -30,19 +30,33 @@ pub fn load_from(
     config_file: Option<&Path>,
     env: &[(String, String)],
 ) -> Result<Settings, ConfigError> {
-    let file_table = match config_file {
-        Some(path) => Some(read_config_file(path)?),
+    let text = match config_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
+            ConfigError::ReadFile {
+                path: path.to_owned(),
+                source,
+            }
+        })?),
         None => None,
     };
-    let origins = Origins::new(
-        config_file,
-        file_table.as_ref().map(|(_, table)| table),
-        env,
-    );
+    load_from_str(config_file.zip(text.as_deref()), env)
+}
+
+/// Loads the settings as [`load_from`] does, from the text of a config file that was
+/// already read. The path only names the file in errors.
+pub fn load_from_str(
+    config_file: Option<(&Path, &str)>,
+    env: &[(String, String)],
+) -> Result<Settings, ConfigError> {
+    let file_table = match config_file {
+        Some((path, text)) => Some(parse_config_file(path, text)?),
+        None => None,
+    };
+    let origins = Origins::new(config_file.map(|(path, _)| path), file_table.as_ref(), env);
 
     let mut builder =
         Config::builder().add_source(File::from_str(crate::default_toml(), FileFormat::Toml));
-    if let Some((text, _)) = &file_table {
+    if let Some((_, text)) = config_file {
         builder = builder.add_source(File::from_str(text, FileFormat::Toml));
     }
     let config = builder
@@ -58,19 +72,13 @@ pub fn load_from(
     Ok(settings)
 }
 
-/// Reads the config file and checks its TOML syntax, so that a syntax error names the file.
-fn read_config_file(path: &Path) -> Result<(String, toml::Table), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    let table = text
-        .parse::<toml::Table>()
+/// Checks the TOML syntax of the config file, so that a syntax error names the file.
+fn parse_config_file(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
         .map_err(|error| ConfigError::Parse {
             origin: path.display().to_string(),
             message: error.to_string().trim_end().to_owned(),
-        })?;
-    Ok((text, table))
+        })
 }
 
 /// Builds the environment source: `LPIOTIA_MQTT__LIMITS__MAX_INFLIGHT_MESSAGES=50` sets

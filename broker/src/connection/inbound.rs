@@ -42,7 +42,7 @@ impl Client {
     fn protocol_violation(&mut self, reason: DisconnectReasonCode, description: &str) {
         warn!(peer = %self.peer, client_id = %self.client_id, "closing connection: {description}");
         self.send_disconnect(reason);
-        self.close = Some(CloseReason::ProtocolError(description.to_owned()));
+        self.close = Some(CloseReason::ProtocolError(format!("protocol error: {description}")));
     }
 
     /// Acts on every decoded packet, in arrival order.
@@ -258,7 +258,13 @@ impl Client {
                 continue;
             }
             if !self.broker.may_subscribe(self.username.as_deref(), &self.client_id, &filter.filter) {
-                info!(client_id = %self.client_id, filter = %entry.filter.escape_debug(), "subscription refused: the ACL does not allow this client to read it");
+                info!(
+                    peer = %self.peer,
+                    client_id = %self.client_id,
+                    username = self.username.as_deref().unwrap_or(""),
+                    filter = %entry.filter.escape_debug(),
+                    "subscription refused: the ACL does not allow this client to read it"
+                );
                 outcomes.push(SubscribeOutcome::NotAuthorized);
                 continue;
             }
