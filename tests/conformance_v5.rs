@@ -1095,3 +1095,21 @@ fn disconnect_reason_string_explains() {
     };
     assert!(text.contains("a/+/b") && text.contains("wildcard"), "Reason String {text:?}");
 }
+
+// MQTT 5.0 section 3.1.2.11.5: Topic Alias Maximum 0 is valid and means the client takes no
+// alias; the client connects, and its messages carry full topics.
+#[test]
+fn topic_alias_maximum_zero() {
+    let broker = start_broker("");
+    let (mut wire, connack) = Wire::v5(&broker, "tam-zero", Props::new().two(prop::TOPIC_ALIAS_MAXIMUM, 0));
+    assert_eq!(connack.code, reason::SUCCESS, "{connack:?}");
+    wire.subscribe_ok(1, &[("tam/zero", 0)]);
+    let mut publisher = login(&broker, "tam-zero-pub");
+    for _ in 0..2 {
+        publisher.publish("tam/zero", 0, false, 0, &Props::new(), b"x");
+        let message = wire.expect_publish();
+        assert_eq!(message.topic, "tam/zero");
+        assert!(find(&message.props, prop::TOPIC_ALIAS).is_none(), "Topic Alias sent to a client that takes none: {message:?}");
+    }
+    assert_broker_healthy(&broker);
+}

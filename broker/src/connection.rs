@@ -129,8 +129,8 @@ where
             return;
         }
     };
-    if let Some(password) = facts.password_without_username {
-        connect = wire::strip_password(&connect, password);
+    if facts.needs_rewrite() {
+        connect = wire::sanitize_connect(&connect, &facts);
     }
     let v5 = facts.level == 5;
     let codec_limit = if unlimited { 0 } else { broker.config.max_packet_size };

@@ -246,6 +246,7 @@ mod prop {
     pub const REQUEST_PROBLEM_INFORMATION: u32 = 0x17;
     pub const REQUEST_RESPONSE_INFORMATION: u32 = 0x19;
     pub const RECEIVE_MAXIMUM: u32 = 0x21;
+    pub const TOPIC_ALIAS_MAXIMUM: u32 = 0x22;
     pub const TOPIC_ALIAS: u32 = 0x23;
     pub const USER_PROPERTY: u32 = 0x26;
     pub const MAXIMUM_PACKET_SIZE: u32 = 0x27;
@@ -284,21 +285,27 @@ fn property_spec(id: u32) -> Option<(&'static str, ValueType, &'static [Place])>
 
 /// Property values the callers act on.
 #[derive(Debug, Default)]
-struct PropertyFacts {
+struct PropertyFacts<'a> {
     topic_alias: Option<u16>,
+    /// The bytes of a Topic Alias Maximum property of value 0 (CONNECT only).
+    zero_topic_alias_maximum: Option<&'a [u8]>,
+    /// The property list, after its length field.
+    list: &'a [u8],
     authentication_method: Option<String>,
     authentication_data: bool,
 }
 
 /// Checks a property list: each property known and allowed at `place`, none repeated
 /// except User Property, and values in range.
-fn check_properties(reader: &mut Reader<'_>, place: Place) -> Result<PropertyFacts, Violation> {
+fn check_properties<'a>(reader: &mut Reader<'a>, place: Place) -> Result<PropertyFacts<'a>, Violation> {
     let packet = reader.packet;
     let length = reader.varint("property length")? as usize;
-    let mut props = Reader::new(reader.take(length, "properties")?, packet);
-    let mut facts = PropertyFacts::default();
+    let list = reader.take(length, "properties")?;
+    let mut props = Reader::new(list, packet);
+    let mut facts = PropertyFacts { list, ..PropertyFacts::default() };
     let mut seen: u64 = 0;
     while !props.is_empty() {
+        let property_start = props.bytes;
         let id = props.varint("property identifier")?;
         let Some((name, value_type, places)) = property_spec(id) else {
             return Err(Violation::malformed(format!("{packet} carries unknown property 0x{id:02x}")));
@@ -356,6 +363,10 @@ fn check_properties(reader: &mut Reader<'_>, place: Place) -> Result<PropertyFac
                 return Err(Violation::protocol(format!("{packet} Subscription Identifier is 0")));
             }
             prop::TOPIC_ALIAS => facts.topic_alias = Some(numeric as u16),
+            prop::TOPIC_ALIAS_MAXIMUM if numeric == 0 => {
+                let used = property_start.len() - props.bytes.len();
+                facts.zero_topic_alias_maximum = Some(&property_start[..used]);
+            }
             prop::AUTHENTICATION_DATA => facts.authentication_data = true,
             _ => {}
         }
@@ -371,6 +382,16 @@ pub struct ConnectFacts {
     /// For an MQTT 5.0 CONNECT with a password and no username: the byte range of the
     /// password field (length prefix included) in the packet.
     pub password_without_username: Option<std::ops::Range<usize>>,
+    /// For an MQTT 5.0 CONNECT with Topic Alias Maximum 0: the byte range of that property,
+    /// and the range of the property length field before it.
+    pub zero_topic_alias_maximum: Option<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl ConnectFacts {
+    /// Returns whether [`sanitize_connect`] must rewrite the packet before the codec reads it.
+    pub fn needs_rewrite(&self) -> bool {
+        self.password_without_username.is_some() || self.zero_topic_alias_maximum.is_some()
+    }
 }
 
 /// Checks a whole CONNECT packet, fixed header included.
@@ -418,7 +439,13 @@ pub fn check_connect(frame: &[u8]) -> Result<ConnectFacts, Violation> {
         return Err(Violation::protocol("CONNECT has a password but no username (MQTT-3.1.2-22)"));
     }
     r.u16("keep alive")?;
+    let length_field_start = frame.len() - r.bytes.len();
     let facts = if v5 { check_properties(&mut r, Place::Connect)? } else { PropertyFacts::default() };
+    let zero_topic_alias_maximum = facts.zero_topic_alias_maximum.map(|property| {
+        let start = property.as_ptr() as usize - frame.as_ptr() as usize;
+        let list_start = facts.list.as_ptr() as usize - frame.as_ptr() as usize;
+        (start..start + property.len(), length_field_start..list_start)
+    });
     r.string("client id")?;
     if will {
         if v5 {
@@ -450,7 +477,7 @@ pub fn check_connect(frame: &[u8]) -> Result<ConnectFacts, Violation> {
     if facts.authentication_data {
         return Err(Violation::protocol("CONNECT has Authentication Data without an Authentication Method"));
     }
-    Ok(ConnectFacts { level, password_without_username })
+    Ok(ConnectFacts { level, password_without_username, zero_topic_alias_maximum })
 }
 
 /// Returns the protocol level byte of a CONNECT, if the packet is long enough to hold it.
@@ -461,35 +488,55 @@ pub fn connect_level(frame: &[u8]) -> Option<u8> {
     body.get(2 + name_length).copied()
 }
 
-/// Returns a copy of an MQTT 5.0 CONNECT without its password, for a CONNECT that has a
-/// password and no username: MQTT 5.0 allows it, the codec refuses it, and a password
-/// without a username authenticates no one here.
-pub fn strip_password(frame: &[u8], password: std::ops::Range<usize>) -> Vec<u8> {
+/// Returns a copy of an MQTT 5.0 CONNECT that the codec accepts, for the two cases MQTT 5.0
+/// allows and the codec does not:
+/// - a password without a username: the password is removed, since it authenticates no one;
+/// - Topic Alias Maximum 0: the property is removed, since its absence means 0 too (the
+///   codec panics on 0).
+pub fn sanitize_connect(frame: &[u8], facts: &ConnectFacts) -> Vec<u8> {
     let header_len = match decode_remaining_length(&frame[1..]) {
         Ok(Some((_, used))) => 1 + used,
         _ => return frame.to_vec(),
     };
     let mut body = Vec::with_capacity(frame.len());
-    body.extend_from_slice(&frame[header_len..password.start]);
-    body.extend_from_slice(&frame[password.end..]);
-    // The Connect Flags follow the protocol name (2 + 4 bytes) and the level (1 byte).
-    body[7] &= !0x40;
+    let mut position = header_len;
+    if let Some((property, length_field)) = &facts.zero_topic_alias_maximum {
+        let Ok(Some((old_length, _))) = decode_remaining_length(&frame[length_field.clone()]) else {
+            return frame.to_vec();
+        };
+        body.extend_from_slice(&frame[position..length_field.start]);
+        encode_variable_integer(old_length - property.len(), &mut body);
+        body.extend_from_slice(&frame[length_field.end..property.start]);
+        position = property.end;
+    }
+    match &facts.password_without_username {
+        Some(password) => {
+            body.extend_from_slice(&frame[position..password.start]);
+            body.extend_from_slice(&frame[password.end..]);
+            // The Connect Flags follow the protocol name (2 + 4 bytes) and the level (1 byte).
+            body[7] &= !0x40;
+        }
+        None => body.extend_from_slice(&frame[position..]),
+    }
     let mut out = Vec::with_capacity(body.len() + 5);
     out.push(frame[0]);
-    let mut remaining = body.len();
+    encode_variable_integer(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn encode_variable_integer(mut value: usize, out: &mut Vec<u8>) {
     loop {
-        let mut byte = (remaining % 128) as u8;
-        remaining /= 128;
-        if remaining > 0 {
+        let mut byte = (value % 128) as u8;
+        value /= 128;
+        if value > 0 {
             byte |= 0x80;
         }
         out.push(byte);
-        if remaining == 0 {
-            break;
+        if value == 0 {
+            return;
         }
     }
-    out.extend_from_slice(&body);
-    out
 }
 
 /// Checks each packet of one connection after CONNECT. It remembers the topic aliases the
@@ -763,10 +810,29 @@ mod tests {
         let mut v5 = vec![0x10, 0x00, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x42, 0x00, 0x3c, 0x00, 0x00, 0x01, b'c', 0x00, 0x02, b'p', b'w'];
         v5[1] = (v5.len() - 2) as u8;
         let facts = check_connect(&v5).unwrap();
-        let range = facts.password_without_username.expect("password range");
-        let stripped = strip_password(&v5, range);
+        assert!(facts.password_without_username.is_some());
+        let stripped = sanitize_connect(&v5, &facts);
         assert_eq!(stripped[9], 0x02);
         assert_eq!(usize::from(stripped[1]), stripped.len() - 2);
-        assert!(check_connect(&stripped).unwrap().password_without_username.is_none());
+        assert!(!check_connect(&stripped).unwrap().needs_rewrite());
+    }
+
+    #[test]
+    fn connect_topic_alias_maximum_zero_removed() {
+        // Properties: Receive Maximum 10, Topic Alias Maximum 0, Session Expiry Interval 5.
+        let props = [0x21, 0x00, 0x0a, 0x22, 0x00, 0x00, 0x11, 0x00, 0x00, 0x00, 0x05];
+        let mut connect = vec![0x10, 0x00, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x3c, props.len() as u8];
+        connect.extend_from_slice(&props);
+        connect.extend_from_slice(&[0x00, 0x01, b'c']);
+        connect[1] = (connect.len() - 2) as u8;
+        let facts = check_connect(&connect).unwrap();
+        assert!(facts.zero_topic_alias_maximum.is_some());
+        let rewritten = sanitize_connect(&connect, &facts);
+        let mut expected = connect.clone();
+        expected.drain(16..19);
+        expected[1] -= 3;
+        expected[12] -= 3;
+        assert_eq!(rewritten, expected);
+        assert!(!check_connect(&rewritten).unwrap().needs_rewrite());
     }
 }
