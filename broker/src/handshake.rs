@@ -123,20 +123,6 @@ fn decode_remaining_length(bytes: &[u8]) -> Result<Option<(usize, usize)>, Hands
     crate::wire::decode_remaining_length(bytes).map_err(|_| HandshakeError::MalformedLength)
 }
 
-fn encode_remaining_length(mut value: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut byte = (value % 128) as u8;
-        value /= 128;
-        if value > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if value == 0 {
-            break;
-        }
-    }
-}
-
 /// Rewrites an MQTT 3.1 CONNECT (`MQIsdp`, level 3) as the equivalent 3.1.1 CONNECT, which
 /// the codec understands; returns None for any other CONNECT.
 ///
@@ -150,7 +136,7 @@ fn rewrite_mqtt31_connect(packet: &[u8]) -> Option<Vec<u8>> {
     let tail = body.strip_prefix(MQTT31_HEADER)?;
     let mut out = Vec::with_capacity(packet.len());
     out.push(packet[0]);
-    encode_remaining_length(MQTT311_HEADER.len() + tail.len(), &mut out);
+    crate::wire::encode_variable_integer(MQTT311_HEADER.len() + tail.len(), &mut out);
     out.extend_from_slice(MQTT311_HEADER);
     out.extend_from_slice(tail);
     Some(out)

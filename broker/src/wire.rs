@@ -525,7 +525,8 @@ pub fn sanitize_connect(frame: &[u8], facts: &ConnectFacts) -> Vec<u8> {
     out
 }
 
-fn encode_variable_integer(mut value: usize, out: &mut Vec<u8>) {
+/// Appends `value` as a Variable Byte Integer, the encoding of Remaining Length.
+pub(crate) fn encode_variable_integer(mut value: usize, out: &mut Vec<u8>) {
     loop {
         let mut byte = (value % 128) as u8;
         value /= 128;

@@ -147,23 +147,13 @@ impl Client {
         if message.topic.starts_with(crate::sys::SYS_PREFIX) {
             // Only the broker publishes $SYS topics; like Mosquitto, acknowledge and drop.
             debug!(client_id = %self.client_id, topic = %message.topic, "PUBLISH to a $SYS topic dropped");
-            match (message.qos, packet_id) {
-                (Qos::AtLeastOnce, Some(id)) => self.acknowledge(None, packets::puback_not_authorized(self.version, id)),
-                (Qos::ExactlyOnce, Some(id)) => self.acknowledge(None, packets::pubrec_not_authorized(self.version, id)),
-                _ => {}
-            }
-            return;
+            return self.acknowledge_not_authorized(message.qos, packet_id);
         }
         if !self.broker.may_publish(self.username.as_deref(), &self.client_id, &message.topic) {
             // MQTT 3.1.1 has no way to refuse: the message is acknowledged and dropped, as
             // Mosquitto does. MQTT 5.0 clients get reason 0x87 (Not authorized).
             debug!(client_id = %self.client_id, topic = %message.topic, "PUBLISH dropped: the ACL does not allow this client to write it");
-            match (message.qos, packet_id) {
-                (Qos::AtLeastOnce, Some(id)) => self.acknowledge(None, packets::puback_not_authorized(self.version, id)),
-                (Qos::ExactlyOnce, Some(id)) => self.acknowledge(None, packets::pubrec_not_authorized(self.version, id)),
-                _ => {}
-            }
-            return;
+            return self.acknowledge_not_authorized(message.qos, packet_id);
         }
         let qos = message.qos;
         let mut ops = Vec::new();
@@ -184,6 +174,16 @@ impl Client {
                 self.acknowledge(outcome.durable, pubrec);
             }
             Qos::AtMostOnce => {}
+        }
+    }
+
+    /// Acknowledges a PUBLISH that was dropped: reason 0x87 (Not authorized) for MQTT 5.0,
+    /// a plain PUBACK or PUBREC for 3.1.1, nothing at QoS 0.
+    fn acknowledge_not_authorized(&mut self, qos: Qos, packet_id: Option<u16>) {
+        match (qos, packet_id) {
+            (Qos::AtLeastOnce, Some(id)) => self.acknowledge(None, packets::puback_not_authorized(self.version, id)),
+            (Qos::ExactlyOnce, Some(id)) => self.acknowledge(None, packets::pubrec_not_authorized(self.version, id)),
+            _ => {}
         }
     }
 
