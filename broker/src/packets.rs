@@ -129,8 +129,6 @@ pub fn connack(
 pub enum SubscribeOutcome {
     Granted(Qos),
     TopicFilterInvalid,
-    /// v5: a shared subscription with No Local set, which the spec forbids.
-    ProtocolError,
     /// The ACL does not allow this client to read the filter: 0x80 (3.1.1), 0x87 (5.0).
     NotAuthorized,
 }
@@ -155,7 +153,6 @@ pub fn suback(version: ProtocolVersion, packet_id: u16, outcomes: &[SubscribeOut
             SubscribeOutcome::Granted(Qos::AtLeastOnce) => SubackReasonCode::GrantedQos1,
             SubscribeOutcome::Granted(Qos::ExactlyOnce) => SubackReasonCode::GrantedQos2,
             SubscribeOutcome::TopicFilterInvalid => SubackReasonCode::TopicFilterInvalid,
-            SubscribeOutcome::ProtocolError => SubackReasonCode::UnspecifiedError,
             SubscribeOutcome::NotAuthorized => SubackReasonCode::NotAuthorized,
         })
         .collect();
@@ -241,8 +238,8 @@ pub fn disconnect(reason: DisconnectReasonCode) -> Result<Packet, MqttError> {
 /// Longest Reason String the broker sends, in bytes; longer explanations are cut.
 const MAX_REASON_STRING: usize = 256;
 
-/// DISCONNECT from the server with a Reason String that says why, for MQTT 5.0 clients.
-/// MQTT 5.0 allows a Reason String on DISCONNECT whatever Request Problem Information says.
+/// Builds a DISCONNECT from the server with a Reason String that explains it, for MQTT 5.0
+/// clients. MQTT 5.0 allows that Reason String even with Request Problem Information 0.
 pub fn disconnect_explained(reason: DisconnectReasonCode, explanation: &str) -> Result<Packet, MqttError> {
     let mut end = explanation.len().min(MAX_REASON_STRING);
     while !explanation.is_char_boundary(end) {

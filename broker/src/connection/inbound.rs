@@ -118,7 +118,6 @@ impl Client {
     ) -> Result<Message, (DisconnectReasonCode, String)> {
         validate_topic_name(topic, self.broker.config.max_topic_levels)
             .map_err(|e| (DisconnectReasonCode::TopicNameInvalid, format!("PUBLISH topic {:?}: {e}", topic.escape_debug().to_string())))?;
-        check_publish_properties(props)?;
         let (properties, expires_at) = Message::forwarded_properties(props, Instant::now());
         Ok(Message {
             topic: Arc::from(topic),
@@ -132,10 +131,6 @@ impl Client {
     }
 
     fn on_publish(&mut self, message: Result<Message, (DisconnectReasonCode, String)>, packet_id: Option<u16>) {
-        if packet_id == Some(0) {
-            // MQTT-2.3.1-1: QoS 1 and 2 need a non-zero packet id.
-            return self.protocol_violation(DisconnectReasonCode::ProtocolError, "PUBLISH with packet id 0");
-        }
         self.is_publisher = true;
         if let Some((_, record)) = &self.record {
             record.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -230,9 +225,6 @@ impl Client {
     }
 
     fn on_subscribe(&mut self, packet_id: u16, entries: Vec<SubscribeEntry>, identifier: Option<u32>) {
-        if packet_id == 0 {
-            return self.protocol_violation(DisconnectReasonCode::ProtocolError, "SUBSCRIBE with packet id 0");
-        }
         let Some(session) = self.session.clone() else { return };
         let max_levels = self.broker.config.max_topic_levels;
         let mut outcomes = Vec::with_capacity(entries.len());
@@ -253,10 +245,6 @@ impl Client {
                     continue;
                 }
             };
-            if filter.share_group.is_some() && entry.no_local {
-                outcomes.push(SubscribeOutcome::ProtocolError);
-                continue;
-            }
             if !self.broker.may_subscribe(self.username.as_deref(), &self.client_id, &filter.filter) {
                 info!(
                     peer = %self.peer,
@@ -296,9 +284,6 @@ impl Client {
     }
 
     fn on_unsubscribe(&mut self, packet_id: u16, filters: Vec<String>) {
-        if packet_id == 0 {
-            return self.protocol_violation(DisconnectReasonCode::ProtocolError, "UNSUBSCRIBE with packet id 0");
-        }
         let Some(session) = self.session.clone() else { return };
         let max_levels = self.broker.config.max_topic_levels;
         let mut existed = Vec::with_capacity(filters.len());
@@ -345,28 +330,4 @@ impl Client {
         }
         self.close = Some(CloseReason::ClientDisconnect { with_will });
     }
-}
-
-/// Rejects v5 PUBLISH properties a client may not send: a Subscription Identifier
-/// (MQTT-3.3.4-6), a Response Topic with wildcards (MQTT-3.3.2-14) and U+0000 in a string
-/// property (MQTT-1.5.4-2).
-fn check_publish_properties(props: &[Property]) -> Result<(), (DisconnectReasonCode, String)> {
-    for prop in props {
-        match prop {
-            Property::SubscriptionIdentifier(_) => {
-                return Err((DisconnectReasonCode::ProtocolError, "PUBLISH from a client with a Subscription Identifier".into()));
-            }
-            Property::ResponseTopic(topic) if topic.val().contains(['+', '#']) => {
-                return Err((DisconnectReasonCode::ProtocolError, format!("Response Topic {:?} with a wildcard", topic.val())));
-            }
-            Property::ContentType(text) if text.val().contains('\0') => {
-                return Err((DisconnectReasonCode::MalformedPacket, "Content Type containing U+0000".into()));
-            }
-            Property::ResponseTopic(text) if text.val().contains('\0') => {
-                return Err((DisconnectReasonCode::MalformedPacket, "Response Topic containing U+0000".into()));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
