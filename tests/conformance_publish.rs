@@ -382,8 +382,8 @@ fn publish_across_protocol_versions() {
     assert_broker_healthy(&broker);
 }
 
-// Issue 4 and Mosquitto's behaviour: PINGRESP goes out behind the PUBLISH packets already
-// queued for the client, never ahead of them. The subscriber stops reading while 9 MiB of
+// As in Mosquitto, PINGRESP goes out behind the PUBLISH packets already queued for the
+// client, never ahead of them. The subscriber stops reading while 9 MiB of
 // messages wait for it, then sends PINGREQ: every PUBLISH must arrive before PINGRESP.
 #[test]
 fn pingresp_after_queued_publishes() {

@@ -136,8 +136,8 @@ where
     let codec_limit = if unlimited { 0 } else { broker.config.max_packet_size };
     let mut options = ConnectionOptions::new().maximum_packet_size_recv(codec_limit);
     if v5 {
-        // The codec announces it in CONNACK and answers a client that exceeds it with
-        // DISCONNECT 0x93. MQTT 3.1.1 has no Receive Maximum, so there it stays unlimited.
+        // The codec announces it in CONNACK and sends DISCONNECT 0x93 to a client that
+        // exceeds it. MQTT 3.1.1 has no Receive Maximum, so there it stays unlimited.
         options = options.receive_maximum(broker.config.max_inflight);
     }
     let mut client = Client {
@@ -328,8 +328,8 @@ impl Client {
         }
         let max_keepalive = self.broker.config.max_keepalive;
         // 65535 is the largest keep alive MQTT can carry, so it means no cap. MQTT 3.1.1
-        // cannot tell a client a shorter keep alive, so its own value stands there, as in
-        // Mosquitto; MQTT 5.0 clients get Server Keep Alive in CONNACK.
+        // cannot tell a client a shorter keep alive, so the client's value is kept there, as
+        // Mosquitto 2.0.11 does. MQTT 5.0 clients get Server Keep Alive in CONNACK.
         let over_keepalive_cap = request.version == ProtocolVersion::V5
             && max_keepalive < u16::MAX
             && (request.keep_alive > max_keepalive || request.keep_alive == 0);
@@ -662,7 +662,7 @@ impl Client {
         if self.version == ProtocolVersion::V5 {
             let explained = packets::disconnect_explained(violation.disconnect_reason(), &violation.to_string());
             if self.send_packet(explained).is_some() {
-                // Over the client's Maximum Packet Size, say: the reason code alone then.
+                // Too large for the client's Maximum Packet Size: send the reason code alone.
                 self.send_disconnect(violation.disconnect_reason());
             }
         }

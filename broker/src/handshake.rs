@@ -60,9 +60,9 @@ pub struct FirstPacket {
     pub is_mqtt31: bool,
 }
 
-/// Largest CONNECT read, whatever the packet size limit: its fields (client id, will topic
-/// and payload, username, password) hold at most 64 KiB each, and a client that has not yet
-/// authenticated must not make the broker buffer more than this.
+/// Largest CONNECT read, whatever the packet size limit. Its fields (client id, will topic
+/// and payload, username, password) contain at most 64 KiB each, and a client that has not
+/// yet authenticated must not make the broker buffer more than this.
 pub const MAX_CONNECT_SIZE: usize = 1 << 20;
 
 /// Reads bytes until one whole CONNECT has arrived, within `timeout`.

@@ -1,6 +1,7 @@
-//! Checks on the bytes of each packet that the codec does not make, run before the codec
-//! decodes the packet: packet types only a server sends, reserved flag bits, string encoding,
-//! which property may appear in which packet, subscription options, and topic aliases.
+//! Checks on the bytes of each packet that the codec does not make. They run before the
+//! codec decodes the packet and cover packet types only a server sends, reserved flag bits,
+//! string encoding, which property may appear in which packet, subscription options, and
+//! topic aliases.
 //!
 //! A failed check is a [`Violation`], which names the MQTT 5.0 reason code of the
 //! DISCONNECT (or CONNACK) sent before the close. MQTT 3.1.1 has no such codes: there the
@@ -403,6 +404,7 @@ pub fn check_connect(frame: &[u8]) -> Result<ConnectFacts, Violation> {
     if frame[0] != 0x10 {
         return Err(Violation::malformed(format!("CONNECT has flags {:04b}; MQTT requires 0000", frame[0] & 0x0f)));
     }
+
     let mut r = Reader::new(&frame[header_len..], "CONNECT");
     let name = r.binary("protocol name")?;
     if name != b"MQTT" && name != b"MQIsdp" {
@@ -419,6 +421,7 @@ pub fn check_connect(frame: &[u8]) -> Result<ConnectFacts, Violation> {
             ),
         });
     }
+
     let flags = r.u8("connect flags")?;
     if flags & 0x01 != 0 {
         return Err(Violation::malformed("CONNECT reserved flag bit 0 is set (MQTT-3.1.2-3)"));
@@ -438,6 +441,7 @@ pub fn check_connect(frame: &[u8]) -> Result<ConnectFacts, Violation> {
     if has_password && !has_username && !v5 {
         return Err(Violation::protocol("CONNECT has a password but no username (MQTT-3.1.2-22)"));
     }
+
     r.u16("keep alive")?;
     let length_field_start = frame.len() - r.bytes.len();
     let facts = if v5 { check_properties(&mut r, Place::Connect)? } else { PropertyFacts::default() };
@@ -446,6 +450,7 @@ pub fn check_connect(frame: &[u8]) -> Result<ConnectFacts, Violation> {
         let list_start = facts.list.as_ptr() as usize - frame.as_ptr() as usize;
         (start..start + property.len(), length_field_start..list_start)
     });
+
     r.string("client id")?;
     if will {
         if v5 {
@@ -457,6 +462,7 @@ pub fn check_connect(frame: &[u8]) -> Result<ConnectFacts, Violation> {
     if has_username {
         r.string("username")?;
     }
+
     let mut password_without_username = None;
     if has_password {
         let start = frame.len() - r.bytes.len();
@@ -468,10 +474,11 @@ pub fn check_connect(frame: &[u8]) -> Result<ConnectFacts, Violation> {
     if !r.is_empty() {
         return Err(Violation::malformed(format!("CONNECT has {} bytes after its last field", r.bytes.len())));
     }
+
     if let Some(method) = facts.authentication_method {
         return Err(Violation {
             kind: ViolationKind::BadAuthenticationMethod,
-            detail: format!("CONNECT asks for Authentication Method {method:?}; this broker supports none (username and password only)"),
+            detail: format!("CONNECT requests Authentication Method {method:?}; this broker supports none (username and password only)"),
         });
     }
     if facts.authentication_data {
